@@ -1,0 +1,267 @@
+//! Fields and schema helpers shared by the asset kinds (Stream, Consumer, KeyValue, ObjectStore).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Go `time.ParseDuration` syntax (`90s`, `1h30m`, `500ms`, `1.5h`), non-negative, or empty.
+/// The empty string is accepted because NACK's schema defaulted several durations to `''`;
+/// it means "not set".
+pub const DURATION_PATTERN: &str =
+    r"^$|^0$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$";
+
+/// An RFC 3339 timestamp (`2026-01-02T15:04:05Z`), or empty for "not set".
+pub const RFC3339_PATTERN: &str = r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
+/// A JetStream asset name: no whitespace, `.`, `*`, `>`, `/` or `\`.
+pub const ASSET_NAME_PATTERN: &str = r"^[^.*>/\\\s]+$";
+
+/// The connection, ownership and deletion fields every asset kind carries (NACK's
+/// `BaseStreamConfig` and `ConnectionOpts`), flattened into each spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonSpec {
+    /// When true, deleting this object keeps the JetStream asset: it is left in place,
+    /// unowned, for another object (or a person) to take over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_delete: bool,
+
+    /// When true, the asset is created when missing but never updated. Differences
+    /// between the spec and the server are reported in the status, not applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_update: bool,
+
+    /// Name of an Account object that holds the connection settings (servers,
+    /// credentials, TLS) to use for this asset. Fields set on this object override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[^.*>]*$"))]
+    pub account: Option<String>,
+
+    /// NATS server URLs to connect to (for example `nats://nats.nats:4222`), overriding
+    /// the Account's servers and the operator's default connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+
+    /// Path, inside the operator's pod, to a NATS credentials (`.creds`) file. The file
+    /// must be mounted into the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creds: Option<String>,
+
+    /// Path, inside the operator's pod, to a file holding an NKey seed. The file must be
+    /// mounted into the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
+
+    /// TLS client certificate, key and root CAs, as file paths inside the operator's pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+
+    /// Start TLS before the NATS protocol handshake (the server must enable
+    /// `handshake_first`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_first: bool,
+
+    /// JetStream domain of the asset, for leaf nodes and hub/spoke setups. The JetStream
+    /// API is reached at `$JS.<domain>.API`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub js_domain: Option<String>,
+}
+
+impl CommonSpec {
+    /// True when any per-object connection field is set.
+    pub fn has_connection_override(&self) -> bool {
+        !self.servers.is_empty()
+            || self.creds.as_deref().is_some_and(|s| !s.is_empty())
+            || self.nkey.as_deref().is_some_and(|s| !s.is_empty())
+            || self.tls.as_ref().is_some_and(|t| !t.is_empty())
+            || self.tls_first
+    }
+}
+
+/// TLS material given as file paths mounted into the operator's pod.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsFiles {
+    /// Path to the client certificate (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// Path to the client certificate's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// Paths to CA certificates (PEM) that verify the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_cas: Vec<String>,
+}
+
+impl TlsFiles {
+    /// True when no path is set.
+    pub fn is_empty(&self) -> bool {
+        self.client_cert.as_deref().unwrap_or("").is_empty()
+            && self.client_key.as_deref().unwrap_or("").is_empty()
+            && self.root_cas.iter().all(|c| c.is_empty())
+    }
+}
+
+/// Status shared by the asset kinds. It says what the object is bound to and holds the
+/// kstatus conditions; fast-moving counters (messages, bytes) are metrics, not status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard conditions: `Ready` (the asset matches this generation's spec),
+    /// `Reconciling` (work remains), `Stalled` (retrying cannot help until something
+    /// changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// Name of the JetStream asset this object manages (the stream name, the consumer's
+    /// durable name, or the backing stream of a bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_name: Option<String>,
+
+    /// The stream a Consumer belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_name: Option<String>,
+
+    /// The NATS servers the asset lives on, as resolved from the object, its Account and
+    /// the operator's default (no credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<String>,
+
+    /// The Account object whose connection settings are used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+
+    /// The JetStream API prefix used to reach the asset (set for domains and imports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_prefix: Option<String>,
+
+    /// True when the asset existed before this object and was taken over by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+
+    /// Name of the server leading the asset's replica group, when clustered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_leader: Option<String>,
+
+    /// Number of replicas the server reports for the asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+}
+
+/// Schema of `status.conditions`: the standard Kubernetes Condition list, merged by `type`
+/// under server-side apply.
+pub fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    serde_json::from_value(serde_json::json!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "description": "A standard Kubernetes condition.",
+            "properties": {
+                "lastTransitionTime": {
+                    "description": "When the condition last changed status.",
+                    "format": "date-time",
+                    "type": "string"
+                },
+                "message": {
+                    "description": "Human-readable details.",
+                    "type": "string"
+                },
+                "observedGeneration": {
+                    "description": "The metadata.generation the condition was computed for.",
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 0
+                },
+                "reason": {
+                    "description": "CamelCase reason for the condition's status.",
+                    "type": "string"
+                },
+                "status": {
+                    "description": "True, False or Unknown.",
+                    "type": "string",
+                    "enum": ["True", "False", "Unknown"]
+                },
+                "type": {
+                    "description": "Condition type: Ready, Reconciling or Stalled.",
+                    "type": "string"
+                }
+            },
+            "required": ["type", "status"]
+        }
+    }))
+    .unwrap_or_default()
+}
+
+/// Parses a Go-syntax duration string (as accepted by [`DURATION_PATTERN`]) into
+/// nanoseconds. Empty means `None`.
+pub fn parse_duration_nanos(s: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s == "0" {
+        return Ok(Some(0));
+    }
+    let d: kube::core::Duration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    if d.is_negative() {
+        return Err(format!("invalid duration {s:?}: must not be negative"));
+    }
+    let std: std::time::Duration = d.into();
+    i64::try_from(std.as_nanos())
+        .map(Some)
+        .map_err(|_| format!("invalid duration {s:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_go_syntax() {
+        assert_eq!(parse_duration_nanos("").unwrap(), None);
+        assert_eq!(parse_duration_nanos("0").unwrap(), Some(0));
+        assert_eq!(parse_duration_nanos("90s").unwrap(), Some(90_000_000_000));
+        assert_eq!(
+            parse_duration_nanos("1h30m").unwrap(),
+            Some(5_400_000_000_000)
+        );
+        assert_eq!(parse_duration_nanos("1ns").unwrap(), Some(1));
+        assert_eq!(parse_duration_nanos("1.5s").unwrap(), Some(1_500_000_000));
+        assert!(parse_duration_nanos("1d").is_err());
+        assert!(parse_duration_nanos("-1s").is_err());
+    }
+
+    #[test]
+    fn duration_pattern_matches_go_syntax_only() {
+        let re = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for ok in [
+            "", "0", "90s", "1h30m", "500ms", "1.5h", "10us", "2µs", ".5s",
+        ] {
+            assert!(re.is_match(ok), "{ok} should match");
+            assert!(parse_duration_nanos(ok).is_ok(), "{ok} should parse");
+        }
+        for bad in ["1d", "-1s", "s", "10", "1 h", "1h 2m", "forever"] {
+            assert!(!re.is_match(bad), "{bad} should not match");
+        }
+    }
+
+    #[test]
+    fn rfc3339_pattern() {
+        let re = regex::Regex::new(RFC3339_PATTERN).unwrap();
+        for ok in ["", "2026-01-02T15:04:05Z", "2026-01-02T15:04:05.123+02:00"] {
+            assert!(re.is_match(ok), "{ok} should match");
+        }
+        for bad in ["2026-01-02", "yesterday", "2026-01-02 15:04:05Z"] {
+            assert!(!re.is_match(bad), "{bad} should not match");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Condition types and reasons (kstatus), and the rules for updating a condition list
+//! without churning `lastTransitionTime`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// True when the asset matches this generation's spec.
+pub const READY: &str = "Ready";
+/// True while work remains (creating, updating, waiting, retrying).
+pub const RECONCILING: &str = "Reconciling";
+/// True when retrying cannot help until the spec, a referenced object or the server changes.
+pub const STALLED: &str = "Stalled";
+
+/// Reasons, CamelCase, used in conditions and events.
+pub mod reason {
+    /// The asset matches the spec.
+    pub const READY: &str = "Ready";
+    /// The asset matches the spec; the condition is not about a problem.
+    pub const SYNCED: &str = "Synced";
+    /// First reconcile has not finished.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The asset was created.
+    pub const CREATED: &str = "Created";
+    /// The asset was updated to match the spec.
+    pub const UPDATED: &str = "Updated";
+    /// The asset was deleted.
+    pub const DELETED: &str = "Deleted";
+    /// An existing unowned asset was taken over.
+    pub const ADOPTED: &str = "Adopted";
+    /// The asset differed from the spec (changed or deleted behind the operator's back)
+    /// and was put back.
+    pub const DRIFT_REPAIRED: &str = "DriftRepaired";
+    /// The asset was missing and was recreated.
+    pub const RECREATED: &str = "Recreated";
+    /// The spec cannot be turned into a valid configuration.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// JetStream refused the change and retrying will not help.
+    pub const NOT_SUPPORTED: &str = "NotSupported";
+    /// The asset is owned by another object.
+    pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
+    /// The connection was refused permission.
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// The server rejected the credentials.
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// Deleting is blocked (for example by dependents).
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// The NATS server cannot be reached.
+    pub const CONNECTION_FAILED: &str = "ConnectionFailed";
+    /// JetStream is not available (disabled, no leader, no responders).
+    pub const JETSTREAM_UNAVAILABLE: &str = "JetStreamUnavailable";
+    /// A JetStream API request timed out.
+    pub const TIMEOUT: &str = "Timeout";
+    /// A JetStream API request failed for a reason that may pass.
+    pub const API_ERROR: &str = "JetStreamApiError";
+    /// The Kubernetes API failed.
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// A Consumer waits for its stream to exist.
+    pub const WAITING_FOR_STREAM: &str = "WaitingForStream";
+    /// The asset differs from the spec, and the operator is read-only.
+    pub const READ_ONLY: &str = "ReadOnly";
+    /// The asset differs from the spec, and the object has `preventUpdate`.
+    pub const UPDATE_PREVENTED: &str = "UpdatePrevented";
+    /// Reconciling is paused by annotation.
+    pub const PAUSED: &str = "Paused";
+    /// The object is being deleted.
+    pub const DELETING: &str = "Deleting";
+    /// The connection settings cannot be resolved (missing Account or Secret).
+    pub const CONNECTION_UNRESOLVED: &str = "ConnectionUnresolved";
+    /// The asset was lost and has been recreated with fresh state.
+    pub const STATE_LOST: &str = "StateLost";
+    /// The finalizer was released without deleting the asset.
+    pub const ORPHANED: &str = "Orphaned";
+}
+
+/// One desired condition, before timestamps are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    /// Condition type.
+    pub type_: &'static str,
+    /// True / False / Unknown.
+    pub status: &'static str,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl Cond {
+    /// A condition with status True.
+    pub fn yes(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status: "True",
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+    /// A condition with status False.
+    pub fn no(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status: "False",
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+    /// A condition with status Unknown.
+    pub fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status: "Unknown",
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Kubernetes limits condition messages to 32 KiB; keep ours far below.
+const MAX_MESSAGE: usize = 4096;
+
+fn clip(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Builds the new condition list from the desired conditions, keeping the previous
+/// `lastTransitionTime` of every condition whose status did not flip. Conditions of other
+/// types already present are kept unchanged.
+pub fn merge(
+    previous: &[Condition],
+    desired: &[Cond],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = Vec::with_capacity(desired.len());
+    for d in desired {
+        let old = previous.iter().find(|c| c.type_ == d.type_);
+        let last_transition_time = match old {
+            Some(o) if o.status == d.status => o.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        out.push(Condition {
+            type_: d.type_.to_string(),
+            status: d.status.to_string(),
+            reason: d.reason.clone(),
+            message: clip(&d.message),
+            observed_generation: generation,
+            last_transition_time,
+        });
+    }
+    for p in previous {
+        if !desired.iter().any(|d| d.type_ == p.type_) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when the Ready condition is True.
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    find(conditions, READY).is_some_and(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn transition_time_kept_unless_status_flips() {
+        let t0 = t("2026-01-01T00:00:00Z");
+        let t1 = t("2026-01-01T01:00:00Z");
+        let first = merge(
+            &[],
+            &[Cond::no(READY, "Progressing", "creating")],
+            Some(1),
+            &t0,
+        );
+        assert_eq!(first[0].last_transition_time, t0);
+        // Same status, new reason: time kept.
+        let second = merge(
+            &first,
+            &[Cond::no(READY, "ConnectionFailed", "down")],
+            Some(1),
+            &t1,
+        );
+        assert_eq!(second[0].last_transition_time, t0);
+        assert_eq!(second[0].reason, "ConnectionFailed");
+        // Status flips: time moves.
+        let third = merge(&second, &[Cond::yes(READY, "Ready", "ok")], Some(2), &t1);
+        assert_eq!(third[0].last_transition_time, t1);
+        assert_eq!(third[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn unknown_types_are_kept_and_messages_clipped() {
+        let t0 = t("2026-01-01T00:00:00Z");
+        let foreign = Condition {
+            type_: "Custom".into(),
+            status: "True".into(),
+            reason: "X".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: t0.clone(),
+        };
+        let long = "x".repeat(10_000);
+        let out = merge(&[foreign], &[Cond::yes(READY, "Ready", long)], None, &t0);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].message.len() < 5000);
+        assert_eq!(out[1].type_, "Custom");
+    }
+}

@@ -1,0 +1,245 @@
+//! The command line. Every flag of `run` also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::controller::{AdoptionPolicy, DefaultConnection, Settings};
+
+/// Parses a Go-style duration (`30s`, `1m30s`, `500ms`).
+fn duration(s: &str) -> Result<Duration, String> {
+    match crate::api::common::parse_duration_nanos(s)? {
+        Some(n) if n > 0 => Ok(Duration::from_nanos(n as u64)),
+        _ => Err(format!(
+            "{s:?} must be a positive duration such as 30s or 1m"
+        )),
+    }
+}
+
+/// jetstream-operator: NATS JetStream streams, consumers, key-value buckets and object
+/// stores as Kubernetes resources.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controllers against the cluster in KUBECONFIG (or in-cluster config).
+    Run(Box<RunArgs>),
+    /// Print every CRD as YAML (apply with `kubectl apply --server-side -f -`).
+    Crd,
+    /// List the streams JetStream holds, as the server reports them (name, subjects,
+    /// storage, retention, messages, owning object).
+    Streams(Box<ConnArgs>),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Connection flags: the operator's default NATS connection.
+#[derive(Debug, clap::Args)]
+pub struct ConnArgs {
+    /// Default NATS server URLs (comma-separated or repeated), used by objects that set
+    /// neither an Account nor spec.servers.
+    #[arg(short = 's', long = "servers", env = "NATS_URL", value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// Default credentials (.creds) file.
+    #[arg(long, env = "NATS_CREDS")]
+    pub creds: Option<String>,
+    /// Default NKey seed file.
+    #[arg(long, env = "NATS_NKEY")]
+    pub nkey: Option<String>,
+    /// Default token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Default user name.
+    #[arg(long, env = "NATS_USER")]
+    pub user: Option<String>,
+    /// Default password.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// CA certificate file that verifies the servers.
+    #[arg(long = "tls-ca", alias = "tlsca", env = "NATS_TLS_CA")]
+    pub tls_ca: Option<String>,
+    /// Client certificate file (mutual TLS).
+    #[arg(long = "tls-cert", alias = "tlscert", env = "NATS_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// Client key file (mutual TLS).
+    #[arg(long = "tls-key", alias = "tlskey", env = "NATS_TLS_KEY")]
+    pub tls_key: Option<String>,
+    /// Start TLS before the NATS handshake.
+    #[arg(long = "tls-first", alias = "tlsfirst", env = "NATS_TLS_FIRST")]
+    pub tls_first: bool,
+    /// Default JetStream domain.
+    #[arg(long = "js-domain", env = "NATS_JS_DOMAIN")]
+    pub js_domain: Option<String>,
+    /// Default JetStream API prefix (for JetStream imported from another account).
+    #[arg(long = "js-api-prefix", env = "NATS_JS_API_PREFIX")]
+    pub js_api_prefix: Option<String>,
+}
+
+impl ConnArgs {
+    /// The default connection these flags describe.
+    pub fn default_connection(&self) -> DefaultConnection {
+        DefaultConnection {
+            servers: self.servers.clone(),
+            creds: self.creds.clone(),
+            nkey: self.nkey.clone(),
+            token: self.token.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_first: self.tls_first,
+            js_domain: self.js_domain.clone(),
+            api_prefix: self.js_api_prefix.clone(),
+        }
+    }
+}
+
+/// Flags of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The default NATS connection.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+
+    /// Namespaces to watch (comma-separated or repeated); default: all.
+    #[arg(long = "namespace", env = "JSO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// How often every asset is checked for drift (with ±10% jitter).
+    #[arg(long = "resync-interval", env = "JSO_RESYNC_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub resync: Duration,
+    /// Concurrent reconciles per kind and namespace.
+    #[arg(long, env = "JSO_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// What to do with an existing asset that no object owns.
+    #[arg(
+        long = "adoption-policy",
+        env = "JSO_ADOPTION_POLICY",
+        value_enum,
+        default_value = "adopt"
+    )]
+    pub adoption: AdoptionPolicy,
+    /// Change nothing in JetStream; report what would change.
+    #[arg(long = "read-only", env = "JSO_READ_ONLY")]
+    pub read_only: bool,
+    /// Name of this Kubernetes cluster, stamped into the ownership marker of assets, so
+    /// that several clusters can share one NATS system.
+    #[arg(long = "cluster-name", env = "JSO_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Timeout of one JetStream API request.
+    #[arg(long = "request-timeout", env = "JSO_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long deleting an object retries an unreachable NATS before releasing the
+    /// object with a Warning event (so namespaces never wedge).
+    #[arg(long = "deletion-grace", env = "JSO_DELETION_GRACE", default_value = "5m", value_parser = duration)]
+    pub deletion_grace: Duration,
+    /// Maximum open NATS connections.
+    #[arg(
+        long = "max-connections",
+        env = "JSO_MAX_CONNECTIONS",
+        default_value_t = 64
+    )]
+    pub max_connections: usize,
+    /// Address of the HTTP server for /livez, /readyz and /metrics.
+    #[arg(
+        long = "admin-address",
+        env = "JSO_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_address: SocketAddr,
+    /// Log format.
+    #[arg(
+        long = "log-format",
+        env = "JSO_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `info,jetstream_operator=debug`);
+    /// RUST_LOG is used when this is not set.
+    #[arg(long = "log-level", env = "JSO_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Name of this pod (events name it as the reporting instance).
+    #[arg(long = "pod-name", env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+impl RunArgs {
+    /// Controller settings from the flags.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            resync: self.resync,
+            concurrency: self.concurrency.max(1),
+            adoption: self.adoption,
+            read_only: self.read_only,
+            cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
+            request_timeout: self.request_timeout,
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
+            default_connection: self.conn.default_connection(),
+            deletion_grace: self.deletion_grace,
+            max_connections: self.max_connections.max(1),
+            instance: self.pod_name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nack_style_flags() {
+        let cli = Cli::try_parse_from([
+            "jetstream-operator",
+            "run",
+            "-s",
+            "nats://a:4222,nats://b:4222",
+            "--tlsca",
+            "/ca.pem",
+            "--namespace",
+            "a",
+            "--namespace",
+            "b",
+            "--resync-interval",
+            "5s",
+            "--read-only",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let s = args.settings();
+        assert_eq!(s.default_connection.servers.len(), 2);
+        assert_eq!(s.default_connection.tls_ca.as_deref(), Some("/ca.pem"));
+        assert_eq!(s.namespaces, vec!["a", "b"]);
+        assert_eq!(s.resync, Duration::from_secs(5));
+        assert!(s.read_only);
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        assert!(
+            Cli::try_parse_from(["jetstream-operator", "run", "--resync-interval", "1d"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The JetStream management API over one connection and API prefix: raw requests with
+//! our own wire types, pedantic writes, timeouts, lenient parsing and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::connection::Conn;
+use super::error::{JsError, code};
+use super::wire::{
+    AccountInfo, StreamConfig, StreamInfo, StreamListPage, StreamRequest, SuccessResponse,
+};
+use crate::metrics::Metrics;
+
+/// The default JetStream API prefix.
+pub const DEFAULT_PREFIX: &str = "$JS.API";
+
+/// The API prefix for a JetStream domain.
+pub fn domain_prefix(domain: &str) -> String {
+    format!("$JS.{domain}.API")
+}
+
+/// JetStream management calls on one connection.
+#[derive(Clone)]
+pub struct JsApi {
+    conn: Arc<Conn>,
+    prefix: String,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// True when the server version is at least 2.11 (pedantic requests).
+fn supports_pedantic(version: &str) -> bool {
+    let mut it = version.trim_start_matches('v').split('.');
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    major > 2 || (major == 2 && minor >= 11)
+}
+
+impl JsApi {
+    /// A client for `prefix` (e.g. `$JS.API`) on `conn`.
+    pub fn new(
+        conn: Arc<Conn>,
+        prefix: impl Into<String>,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+            timeout,
+            metrics,
+        }
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// The API prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn pedantic(&self) -> bool {
+        supports_pedantic(&self.conn.client.server_info().version)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        subject: String,
+        body: Vec<u8>,
+    ) -> Result<T, JsError> {
+        let started = Instant::now();
+        let result = self.call_inner(op, subject, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.category(),
+        };
+        self.metrics.js_request(op, outcome, started.elapsed());
+        result
+    }
+
+    async fn call_inner<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        subject: String,
+        body: Vec<u8>,
+    ) -> Result<T, JsError> {
+        if self.conn.check().is_err() {
+            self.conn
+                .wait_connected(self.timeout.min(Duration::from_secs(2)))
+                .await;
+            self.conn.check()?;
+        }
+        let request = self.conn.client.request(subject.clone(), body.into());
+        let msg = match tokio::time::timeout(self.timeout + Duration::from_millis(250), request)
+            .await
+        {
+            Err(_) => {
+                return Err(JsError::Timeout {
+                    op,
+                    after: self.timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    async_nats::RequestErrorKind::TimedOut => {
+                        // A timeout while disconnected is a connection problem.
+                        match self.conn.check() {
+                            Err(c) => c,
+                            Ok(()) => JsError::Timeout {
+                                op,
+                                after: self.timeout,
+                            },
+                        }
+                    }
+                    async_nats::RequestErrorKind::NoResponders => JsError::NoResponders { subject },
+                    _ => JsError::Connection {
+                        servers: self.conn.servers.clone(),
+                        reason: e.to_string(),
+                    },
+                });
+            }
+            Ok(Ok(msg)) => msg,
+        };
+        let value: Value = serde_json::from_slice(&msg.payload).map_err(|e| JsError::Decode {
+            op,
+            reason: e.to_string(),
+        })?;
+        if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+            return Err(JsError::Api {
+                code: err.get("code").and_then(Value::as_u64).unwrap_or(0) as u16,
+                err_code: err.get("err_code").and_then(Value::as_u64).unwrap_or(0),
+                description: err
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error")
+                    .to_string(),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| JsError::Decode {
+            op,
+            reason: e.to_string(),
+        })
+    }
+
+    fn subject(&self, rest: &str) -> String {
+        format!("{}.{}", self.prefix, rest)
+    }
+
+    fn json<S: Serialize>(op: &'static str, body: &S) -> Result<Vec<u8>, JsError> {
+        serde_json::to_vec(body).map_err(|e| JsError::Decode {
+            op,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Account information (also a cheap reachability check).
+    pub async fn account_info(&self) -> Result<AccountInfo, JsError> {
+        self.call("account.info", self.subject("INFO"), Vec::new())
+            .await
+    }
+
+    /// Stream info; `None` when the stream does not exist.
+    pub async fn stream_info(&self, name: &str) -> Result<Option<StreamInfo>, JsError> {
+        match self
+            .call::<StreamInfo>(
+                "stream.info",
+                self.subject(&format!("STREAM.INFO.{name}")),
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.is(code::STREAM_NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a stream.
+    pub async fn create_stream(&self, config: &StreamConfig) -> Result<StreamInfo, JsError> {
+        let body = Self::json(
+            "stream.create",
+            &StreamRequest {
+                config,
+                pedantic: self.pedantic(),
+            },
+        )?;
+        self.call(
+            "stream.create",
+            self.subject(&format!("STREAM.CREATE.{}", config.name)),
+            body,
+        )
+        .await
+    }
+
+    /// Replaces a stream's whole configuration.
+    pub async fn update_stream(&self, config: &StreamConfig) -> Result<StreamInfo, JsError> {
+        let body = Self::json(
+            "stream.update",
+            &StreamRequest {
+                config,
+                pedantic: self.pedantic(),
+            },
+        )?;
+        self.call(
+            "stream.update",
+            self.subject(&format!("STREAM.UPDATE.{}", config.name)),
+            body,
+        )
+        .await
+    }
+
+    /// Deletes a stream; `false` when it did not exist.
+    pub async fn delete_stream(&self, name: &str) -> Result<bool, JsError> {
+        match self
+            .call::<SuccessResponse>(
+                "stream.delete",
+                self.subject(&format!("STREAM.DELETE.{name}")),
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(r) => Ok(r.success),
+            Err(e) if e.is(code::STREAM_NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every stream with its configuration, one request per page. Streams the server
+    /// lists as missing are returned separately: their absence proves nothing.
+    pub async fn list_streams(&self) -> Result<(Vec<StreamInfo>, Vec<String>), JsError> {
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let body = Self::json("stream.list", &serde_json::json!({ "offset": offset }))?;
+            let page: StreamListPage = self
+                .call("stream.list", self.subject("STREAM.LIST"), body)
+                .await?;
+            let n = page.streams.len();
+            out.extend(page.streams);
+            missing.extend(page.missing);
+            offset += n;
+            if n == 0 || offset >= page.total {
+                break;
+            }
+        }
+        Ok((out, missing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pedantic_from_version() {
+        assert!(supports_pedantic("2.15.1"));
+        assert!(supports_pedantic("2.11.0"));
+        assert!(!supports_pedantic("2.10.26"));
+        assert!(!supports_pedantic(""));
+        assert!(supports_pedantic("3.0.0"));
+    }
+}

@@ -1,0 +1,507 @@
+//! NATS connections: resolved settings, a pool keyed by resolved identity, and the
+//! advisory subscriptions that tell the controllers about changes behind their back.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::error::JsError;
+
+/// How to authenticate. Material is held in memory (read from files or Secrets when the
+/// settings are resolved), so a rotated file or Secret changes the identity and gives a
+/// new connection.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub enum Auth {
+    /// No authentication.
+    #[default]
+    None,
+    /// A `.creds` file's contents (JWT and seed).
+    Creds(String),
+    /// An NKey seed.
+    Nkey(String),
+    /// A token.
+    Token(String),
+    /// User and password.
+    UserPassword(String, String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        f.write_str(match self {
+            Auth::None => "none",
+            Auth::Creds(_) => "creds",
+            Auth::Nkey(_) => "nkey",
+            Auth::Token(_) => "token",
+            Auth::UserPassword(..) => "user/password",
+        })
+    }
+}
+
+/// TLS settings. Certificates are file paths, fingerprinted by content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tls {
+    /// CA certificates (PEM files).
+    pub ca_files: Vec<PathBuf>,
+    /// Client certificate and key (PEM files).
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Hash of the files' contents when resolved, so rotation changes the identity.
+    pub fingerprint: u64,
+}
+
+impl Tls {
+    /// True when nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.ca_files.is_empty() && self.client.is_none()
+    }
+
+    /// Reads the files and records their fingerprint.
+    pub fn fingerprinted(mut self) -> Result<Self, String> {
+        let mut h = DefaultHasher::new();
+        let mut files: Vec<&PathBuf> = self.ca_files.iter().collect();
+        if let Some((c, k)) = &self.client {
+            files.push(c);
+            files.push(k);
+        }
+        for f in files {
+            let bytes =
+                std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            bytes.hash(&mut h);
+        }
+        self.fingerprint = h.finish();
+        Ok(self)
+    }
+}
+
+/// Fully resolved connection settings: global defaults, Account and per-object fields
+/// already merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Settings {
+    /// Server URLs.
+    pub servers: Vec<String>,
+    /// Authentication.
+    pub auth: Auth,
+    /// TLS.
+    pub tls: Tls,
+    /// TLS before the protocol handshake.
+    pub tls_first: bool,
+}
+
+impl Settings {
+    /// The identity of the connection: equal settings share one connection.
+    pub fn key(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    /// Servers for display (credentials stripped from URLs).
+    pub fn display_servers(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| match (s.find("://"), s.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}{}", &s[..scheme + 3], &s[at + 1..])
+                }
+                _ => s.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Something that happened on a connection that the controllers care about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// The connection came back after being down: re-check everything on it.
+    Reconnected {
+        /// Connection key.
+        conn: u64,
+    },
+    /// A stream was deleted or updated by someone.
+    StreamChanged {
+        /// Connection key.
+        conn: u64,
+        /// Stream name.
+        stream: String,
+    },
+    /// A consumer was deleted by someone.
+    ConsumerDeleted {
+        /// Connection key.
+        conn: u64,
+        /// Stream name.
+        stream: String,
+        /// Consumer name.
+        consumer: String,
+    },
+}
+
+/// Parses an advisory subject into an event.
+pub fn advisory_event(conn: u64, subject: &str) -> Option<ConnEvent> {
+    let rest = subject.strip_prefix("$JS.EVENT.ADVISORY.")?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    match parts.as_slice() {
+        ["STREAM", "DELETED" | "UPDATED" | "CREATED", stream] => Some(ConnEvent::StreamChanged {
+            conn,
+            stream: (*stream).to_string(),
+        }),
+        ["CONSUMER", "DELETED", stream, consumer] => Some(ConnEvent::ConsumerDeleted {
+            conn,
+            stream: (*stream).to_string(),
+            consumer: (*consumer).to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// Shared state of one connection.
+pub struct Conn {
+    /// Pool key.
+    pub key: u64,
+    /// The client.
+    pub client: async_nats::Client,
+    /// Servers for messages.
+    pub servers: String,
+    last_error: Arc<Mutex<Option<String>>>,
+    auth_failed: Arc<Mutex<bool>>,
+    last_used: Mutex<Instant>,
+    advisories: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.advisories.abort();
+    }
+}
+
+impl Conn {
+    /// Fails fast when the connection is not up, with the best reason known.
+    pub fn check(&self) -> Result<(), JsError> {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            return Ok(());
+        }
+        let reason = self
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_else(|| "not connected".into());
+        if self.auth_failed.lock().map(|a| *a).unwrap_or(false) {
+            return Err(JsError::Auth {
+                servers: self.servers.clone(),
+                reason,
+            });
+        }
+        Err(JsError::Connection {
+            servers: self.servers.clone(),
+            reason,
+        })
+    }
+
+    /// Waits up to `max` for the connection to be up (a new connection connects in the
+    /// background).
+    pub async fn wait_connected(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        loop {
+            if self.client.connection_state() == async_nats::connection::State::Connected {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+}
+
+/// A pool of connections keyed by resolved identity, shared by all objects.
+pub struct Pool {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    events: mpsc::UnboundedSender<ConnEvent>,
+    max: usize,
+    request_timeout: Duration,
+}
+
+impl Pool {
+    /// A pool that reports connection events on `events` and holds at most `max`
+    /// connections.
+    pub fn new(
+        events: mpsc::UnboundedSender<ConnEvent>,
+        max: usize,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            conns: Mutex::new(HashMap::new()),
+            events,
+            max,
+            request_timeout,
+        }
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.conns.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// True when no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The connection for these settings, opened (in the background) when new.
+    pub async fn get(&self, settings: &Settings) -> Result<Arc<Conn>, JsError> {
+        let key = settings.key();
+        if let Some(c) = self.conns.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let conn = Arc::new(self.open(settings, key).await?);
+        let mut map = self.conns.lock().map_err(|_| JsError::Connection {
+            servers: settings.display_servers(),
+            reason: "connection pool lock poisoned".into(),
+        })?;
+        if let Some(existing) = map.get(&key) {
+            return Ok(existing.clone());
+        }
+        if map.len() >= self.max {
+            // Make room: drop the connection idle the longest that nobody else holds.
+            if let Some(victim) = map
+                .iter()
+                .filter(|(_, c)| Arc::strong_count(c) == 1)
+                .max_by_key(|(_, c)| c.idle_for())
+                .map(|(k, _)| *k)
+            {
+                map.remove(&victim);
+            } else {
+                return Err(JsError::Connection {
+                    servers: settings.display_servers(),
+                    reason: format!("connection limit of {} reached", self.max),
+                });
+            }
+        }
+        map.insert(key, conn.clone());
+        Ok(conn)
+    }
+
+    /// Closes connections unused for longer than `idle` that nobody holds.
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let Ok(mut map) = self.conns.lock() else {
+            return 0;
+        };
+        let before = map.len();
+        map.retain(|_, c| Arc::strong_count(c) > 1 || c.idle_for() < idle);
+        before - map.len()
+    }
+
+    async fn open(&self, settings: &Settings, key: u64) -> Result<Conn, JsError> {
+        let servers = settings.display_servers();
+        let last_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let auth_failed = Arc::new(Mutex::new(false));
+        let mut opts = async_nats::ConnectOptions::new()
+            .name("jetstream-operator")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(self.request_timeout))
+            .reconnect_delay_callback(|attempts| {
+                // 0, 100ms, 200ms, ... capped at 2s: a restarted server is found quickly.
+                Duration::from_millis((attempts as u64 * 100).min(2000))
+            });
+        {
+            let events = self.events.clone();
+            let last_error = last_error.clone();
+            let auth_failed = auth_failed.clone();
+            let servers = servers.clone();
+            let was_connected = Arc::new(Mutex::new(false));
+            opts = opts.event_callback(move |event| {
+                let events = events.clone();
+                let last_error = last_error.clone();
+                let auth_failed = auth_failed.clone();
+                let servers = servers.clone();
+                let was_connected = was_connected.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!(%servers, "connected to NATS");
+                            if let Ok(mut e) = last_error.lock() {
+                                *e = None;
+                            }
+                            if let Ok(mut a) = auth_failed.lock() {
+                                *a = false;
+                            }
+                            let again = was_connected
+                                .lock()
+                                .map(|mut w| std::mem::replace(&mut *w, true))
+                                .unwrap_or(true);
+                            if again {
+                                let _ = events.send(ConnEvent::Reconnected { conn: key });
+                            }
+                        }
+                        async_nats::Event::Disconnected => {
+                            warn!(%servers, "disconnected from NATS");
+                            if let Ok(mut e) = last_error.lock() {
+                                e.get_or_insert_with(|| "disconnected".into());
+                            }
+                        }
+                        async_nats::Event::ServerError(err) => {
+                            let text = err.to_string();
+                            warn!(%servers, error = %text, "NATS server error");
+                            let lower = text.to_lowercase();
+                            if (lower.contains("authorization") || lower.contains("authentication"))
+                                && let Ok(mut a) = auth_failed.lock()
+                            {
+                                *a = true;
+                            }
+                            if let Ok(mut e) = last_error.lock() {
+                                *e = Some(text);
+                            }
+                        }
+                        async_nats::Event::ClientError(err) => {
+                            let text = err.to_string();
+                            debug!(%servers, error = %text, "NATS client error");
+                            if let Ok(mut e) = last_error.lock() {
+                                *e = Some(text);
+                            }
+                        }
+                        other => debug!(%servers, event = %other, "NATS connection event"),
+                    }
+                }
+            });
+        }
+        opts = match &settings.auth {
+            Auth::None => opts,
+            Auth::Creds(c) => opts.credentials(c).map_err(|e| JsError::Auth {
+                servers: servers.clone(),
+                reason: format!("invalid credentials: {e}"),
+            })?,
+            Auth::Nkey(seed) => opts.nkey(seed.trim().to_string()),
+            Auth::Token(t) => opts.token(t.clone()),
+            Auth::UserPassword(u, p) => opts.user_and_password(u.clone(), p.clone()),
+        };
+        for ca in &settings.tls.ca_files {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &settings.tls.client {
+            opts = opts
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        if settings.tls_first {
+            opts = opts.tls_first();
+        }
+        let urls: Vec<async_nats::ServerAddr> = settings
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| JsError::Connection {
+                servers: servers.clone(),
+                reason: format!("invalid server URL: {e}"),
+            })?;
+        if urls.is_empty() {
+            return Err(JsError::Connection {
+                servers: "(none)".into(),
+                reason: "no NATS servers configured: set --servers, an Account or spec.servers"
+                    .into(),
+            });
+        }
+        let client = opts.connect(urls).await.map_err(|e| JsError::Connection {
+            servers: servers.clone(),
+            reason: e.to_string(),
+        })?;
+        let advisories = tokio::spawn(watch_advisories(client.clone(), key, self.events.clone()));
+        Ok(Conn {
+            key,
+            client,
+            servers,
+            last_error,
+            auth_failed,
+            last_used: Mutex::new(Instant::now()),
+            advisories,
+        })
+    }
+}
+
+async fn watch_advisories(
+    client: async_nats::Client,
+    key: u64,
+    events: mpsc::UnboundedSender<ConnEvent>,
+) {
+    let subjects = [
+        "$JS.EVENT.ADVISORY.STREAM.DELETED.*",
+        "$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
+        "$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
+    ];
+    let mut subs = Vec::new();
+    for s in subjects {
+        match client.subscribe(s).await {
+            Ok(sub) => subs.push(sub),
+            Err(e) => {
+                warn!(subject = s, error = %e, "cannot subscribe to JetStream advisories; drift is still found on resync")
+            }
+        }
+    }
+    let mut all = futures::stream::select_all(subs);
+    while let Some(msg) = all.next().await {
+        if let Some(ev) = advisory_event(key, msg.subject.as_str()) {
+            debug!(?ev, "JetStream advisory");
+            if events.send(ev).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advisory_subjects() {
+        assert_eq!(
+            advisory_event(1, "$JS.EVENT.ADVISORY.STREAM.DELETED.orders"),
+            Some(ConnEvent::StreamChanged {
+                conn: 1,
+                stream: "orders".into()
+            })
+        );
+        assert_eq!(
+            advisory_event(1, "$JS.EVENT.ADVISORY.CONSUMER.DELETED.orders.worker"),
+            Some(ConnEvent::ConsumerDeleted {
+                conn: 1,
+                stream: "orders".into(),
+                consumer: "worker".into()
+            })
+        );
+        assert_eq!(advisory_event(1, "$JS.EVENT.ADVISORY.API"), None);
+    }
+
+    #[test]
+    fn identity_and_display() {
+        let a = Settings {
+            servers: vec!["nats://user:pw@host:4222".into()],
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(a.key(), b.key());
+        b.auth = Auth::Token("t".into());
+        assert_ne!(a.key(), b.key());
+        assert_eq!(a.display_servers(), "nats://host:4222");
+        assert_eq!(format!("{:?}", Auth::Token("secret".into())), "token");
+    }
+}

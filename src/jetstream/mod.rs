@@ -1,0 +1,9 @@
+//! The NATS side: wire types, spec -> desired config, normalisation and diff,
+//! connections, the JetStream API client, errors and advisories.
+
+pub mod api;
+pub mod connection;
+pub mod error;
+pub mod owner;
+pub mod stream_config;
+pub mod wire;

@@ -1,0 +1,459 @@
+//! Stream spec -> desired server config (pure), normalisation with the server's defaults,
+//! and the field-by-field diff that drives updates and drift repair.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::common::parse_duration_nanos;
+use crate::api::stream::{
+    Compression, Discard, PersistMode, Retention, Storage, StreamSource, StreamSpec,
+};
+
+use super::owner::Owner;
+use super::wire::{self, StreamConfig};
+
+/// The server's default duplicate window (2 minutes).
+pub const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
+
+/// A spec that cannot become a valid configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+fn dur(field: &str, v: &Option<String>) -> Result<i64, InvalidSpec> {
+    match v {
+        None => Ok(0),
+        Some(s) => parse_duration_nanos(s)
+            .map(|d| d.unwrap_or(0))
+            .map_err(|e| InvalidSpec(format!("{field}: {e}"))),
+    }
+}
+
+fn limit(v: Option<i64>) -> i64 {
+    match v {
+        None | Some(0) => -1,
+        Some(n) if n < -1 => -1,
+        Some(n) => n,
+    }
+}
+
+fn opt_str(v: &Option<String>) -> Option<String> {
+    v.as_ref().filter(|s| !s.is_empty()).cloned()
+}
+
+fn source(s: &StreamSource) -> wire::Source {
+    let external = match (
+        opt_str(&s.external_api_prefix),
+        opt_str(&s.external_deliver_prefix),
+    ) {
+        (None, None) => None,
+        (api, deliver) => Some(wire::External {
+            api: api.unwrap_or_default(),
+            deliver: deliver.unwrap_or_default(),
+        }),
+    };
+    wire::Source {
+        name: s.name.clone(),
+        opt_start_seq: s.opt_start_seq.unwrap_or(0),
+        opt_start_time: opt_str(&s.opt_start_time),
+        filter_subject: s.filter_subject.clone().unwrap_or_default(),
+        subject_transforms: s
+            .subject_transforms
+            .iter()
+            .map(|t| wire::Transform {
+                src: t.source.clone().unwrap_or_default(),
+                dest: t.dest.clone(),
+            })
+            .collect(),
+        external,
+        consumer: s.consumer.as_ref().map(|c| wire::SourceConsumer {
+            name: c.name.clone(),
+            deliver_subject: c.deliver_subject.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+/// Builds the configuration the server should hold for `spec`, with every default the
+/// server would fill in made explicit, and the ownership marker in its metadata.
+pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, InvalidSpec> {
+    let max_age = dur("maxAge", &spec.max_age)?;
+    if max_age != 0 && max_age < 100_000_000 {
+        return Err(InvalidSpec("maxAge must be at least 100ms".into()));
+    }
+    let mut duplicate_window = dur("duplicateWindow", &spec.duplicate_window)?;
+    let sdm_ttl = dur("subjectDeleteMarkerTtl", &spec.subject_delete_marker_ttl)?;
+    if sdm_ttl != 0 && sdm_ttl < 1_000_000_000 {
+        return Err(InvalidSpec(
+            "subjectDeleteMarkerTtl must be at least 1s".into(),
+        ));
+    }
+    let is_mirror = spec.mirror.is_some();
+    if duplicate_window == 0 && !is_mirror {
+        duplicate_window = if max_age != 0 && max_age < DEFAULT_DUPLICATE_WINDOW {
+            max_age
+        } else {
+            DEFAULT_DUPLICATE_WINDOW
+        };
+    }
+    if max_age != 0 && duplicate_window > max_age {
+        return Err(InvalidSpec(
+            "duplicateWindow cannot be longer than maxAge".into(),
+        ));
+    }
+
+    let mut subjects = spec.subjects.clone();
+    if subjects.is_empty() && !is_mirror && spec.sources.is_empty() {
+        subjects.push(spec.name.clone());
+    }
+
+    let allow_msg_schedules = spec.allow_msg_schedules.unwrap_or(false);
+    // The server requires these for delete markers and schedules; derive them as a
+    // non-pedantic server would rather than refusing the spec.
+    let allow_msg_ttl = spec.allow_msg_ttl.unwrap_or(false) || sdm_ttl != 0;
+    let allow_rollup = spec.allow_rollup.unwrap_or(false) || sdm_ttl != 0 || allow_msg_schedules;
+
+    let consumer_limits = match &spec.consumer_limits {
+        None => None,
+        Some(l) => {
+            let cl = wire::ConsumerLimits {
+                inactive_threshold: dur("consumerLimits.inactiveThreshold", &l.inactive_threshold)?,
+                max_ack_pending: l.max_ack_pending.unwrap_or(0),
+            };
+            (!cl.is_empty()).then_some(cl)
+        }
+    };
+
+    let placement = spec.placement.as_ref().and_then(|p| {
+        let cluster = p.cluster.clone().unwrap_or_default();
+        (!cluster.is_empty() || !p.tags.is_empty()).then(|| wire::Placement {
+            cluster,
+            tags: p.tags.clone(),
+        })
+    });
+
+    let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
+    owner.stamp(&mut metadata);
+
+    let config = StreamConfig {
+        name: spec.name.clone(),
+        description: opt_str(&spec.description),
+        subjects,
+        retention: match spec.retention.unwrap_or(Retention::Limits) {
+            Retention::Limits => "limits",
+            Retention::Interest => "interest",
+            Retention::Workqueue => "workqueue",
+        }
+        .into(),
+        max_consumers: limit(spec.max_consumers),
+        max_msgs: limit(spec.max_msgs),
+        max_bytes: limit(spec.max_bytes),
+        max_age,
+        max_msgs_per_subject: limit(spec.max_msgs_per_subject),
+        max_msg_size: limit(spec.max_msg_size),
+        discard: match spec.discard.unwrap_or(Discard::Old) {
+            Discard::Old => "old",
+            Discard::New => "new",
+        }
+        .into(),
+        storage: match spec.storage.unwrap_or(Storage::File) {
+            Storage::File => "file",
+            Storage::Memory => "memory",
+        }
+        .into(),
+        num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
+        no_ack: spec.no_ack.unwrap_or(false),
+        duplicate_window,
+        placement,
+        mirror: spec.mirror.as_ref().map(source),
+        sources: spec.sources.iter().map(source).collect(),
+        sealed: spec.sealed.unwrap_or(false),
+        deny_delete: spec.deny_delete.unwrap_or(false),
+        deny_purge: spec.deny_purge.unwrap_or(false),
+        allow_rollup_hdrs: allow_rollup,
+        compression: match spec.compression {
+            Some(Compression::S2) => "s2",
+            _ => "none",
+        }
+        .into(),
+        first_seq: spec.first_sequence.unwrap_or(0),
+        subject_transform: spec.subject_transform.as_ref().map(|t| wire::Transform {
+            src: t.source.clone().unwrap_or_default(),
+            dest: t.dest.clone(),
+        }),
+        republish: spec.republish.as_ref().map(|r| wire::Republish {
+            src: r
+                .source
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| ">".into()),
+            dest: r.destination.clone(),
+            headers_only: r.headers_only.unwrap_or(false),
+        }),
+        allow_direct: spec.allow_direct.unwrap_or(false),
+        mirror_direct: spec.mirror_direct.unwrap_or(false),
+        discard_new_per_subject: spec.discard_per_subject.unwrap_or(false),
+        consumer_limits,
+        metadata,
+        allow_msg_ttl,
+        subject_delete_marker_ttl: sdm_ttl,
+        allow_msg_counter: spec.allow_msg_counter.unwrap_or(false),
+        allow_atomic: spec.allow_atomic_publish.unwrap_or(false),
+        allow_msg_schedules,
+        allow_batched: spec.allow_batched.unwrap_or(false),
+        persist_mode: match spec.persist_mode {
+            Some(PersistMode::Async) => Some("async".into()),
+            _ => None,
+        },
+    };
+    Ok(config)
+}
+
+/// Normalises a config (ours or the server's) so that equal meaning gives equal values:
+/// server-added `_nats.*` metadata dropped, zero limits as -1, sets sorted, empty blocks
+/// as absent.
+pub fn normalize(mut c: StreamConfig) -> StreamConfig {
+    c.metadata.retain(|k, _| !k.starts_with("_nats."));
+    for v in [
+        &mut c.max_consumers,
+        &mut c.max_msgs,
+        &mut c.max_bytes,
+        &mut c.max_msgs_per_subject,
+        &mut c.max_msg_size,
+    ] {
+        if *v == 0 || *v < -1 {
+            *v = -1;
+        }
+    }
+    if c.num_replicas == 0 {
+        c.num_replicas = 1;
+    }
+    if c.retention.is_empty() {
+        c.retention = "limits".into();
+    }
+    if c.discard.is_empty() {
+        c.discard = "old".into();
+    }
+    if c.storage.is_empty() {
+        c.storage = "file".into();
+    }
+    if c.compression.is_empty() {
+        c.compression = "none".into();
+    }
+    if c.description.as_deref() == Some("") {
+        c.description = None;
+    }
+    if c.persist_mode
+        .as_deref()
+        .is_some_and(|m| m.is_empty() || m == "default")
+    {
+        c.persist_mode = None;
+    }
+    if c.consumer_limits.as_ref().is_some_and(|l| l.is_empty()) {
+        c.consumer_limits = None;
+    }
+    if let Some(p) = &mut c.placement {
+        p.tags.sort();
+        if p.cluster.is_empty() && p.tags.is_empty() {
+            c.placement = None;
+        }
+    }
+    c.subjects.sort();
+    c.subjects.dedup();
+    c.sources.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then(a.filter_subject.cmp(&b.filter_subject))
+    });
+    c
+}
+
+/// Fields that differ between the desired and the actual config (JSON names), after
+/// normalising both. Create-only and server-derived fields are not compared.
+pub fn diff(desired: &StreamConfig, actual: &StreamConfig) -> Vec<String> {
+    let d = normalize(desired.clone());
+    let mut a = normalize(actual.clone());
+    // first_seq only applies at creation.
+    a.first_seq = d.first_seq;
+    // For a mirror the server derives mirror_direct from the origin; only compare it
+    // when the spec asks for it.
+    if d.mirror.is_some() && !d.mirror_direct {
+        a.mirror_direct = false;
+    }
+    let (Ok(Value::Object(dm)), Ok(Value::Object(am))) =
+        (serde_json::to_value(&d), serde_json::to_value(&a))
+    else {
+        return vec!["config".into()];
+    };
+    let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| dm.get(*k) != am.get(*k))
+        .map(|k| k.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> StreamSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn owner() -> Owner {
+        Owner::new("team-a", "orders", None)
+    }
+
+    #[test]
+    fn minimal_spec_gets_server_defaults() {
+        let c = desired(&spec("name: sync\nsubjects: [sync.>]\n"), &owner()).unwrap();
+        assert_eq!(c.retention, "limits");
+        assert_eq!(c.storage, "file");
+        assert_eq!(c.discard, "old");
+        assert_eq!(c.max_msgs, -1);
+        assert_eq!(c.max_age, 0);
+        assert_eq!(c.num_replicas, 1);
+        assert_eq!(c.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
+        assert_eq!(c.compression, "none");
+        assert_eq!(
+            c.metadata.get("jetstream.nats.io/owner").unwrap(),
+            "team-a/orders"
+        );
+    }
+
+    #[test]
+    fn subjects_default_to_the_name() {
+        let c = desired(&spec("name: orders\n"), &owner()).unwrap();
+        assert_eq!(c.subjects, vec!["orders"]);
+    }
+
+    #[test]
+    fn duplicate_window_follows_a_short_max_age() {
+        let c = desired(&spec("name: s\nmaxAge: 30s\n"), &owner()).unwrap();
+        assert_eq!(c.duplicate_window, 30_000_000_000);
+        let err = desired(
+            &spec("name: s\nmaxAge: 30s\nduplicateWindow: 1m\n"),
+            &owner(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("duplicateWindow"));
+    }
+
+    #[test]
+    fn nack_materialised_defaults_mean_the_same_as_omitted() {
+        let nack = spec(
+            r#"
+name: sync
+subjects: [sync.>]
+retention: limits
+maxConsumers: -1
+maxMsgs: -1
+maxBytes: -1
+maxAge: ''
+maxMsgSize: -1
+storage: file
+replicas: 1
+noAck: false
+discard: old
+maxMsgsPerSubject: 0
+compression: ''
+firstSequence: 0
+allowDirect: false
+allowRollup: false
+denyDelete: false
+denyPurge: false
+discardPerSubject: false
+preventDelete: false
+preventUpdate: false
+servers: []
+creds: ''
+nkey: ''
+"#,
+        );
+        let plain = spec("name: sync\nsubjects: [sync.>]\n");
+        assert_eq!(
+            desired(&nack, &owner()).unwrap(),
+            desired(&plain, &owner()).unwrap()
+        );
+    }
+
+    #[test]
+    fn derived_flags_for_markers_and_schedules() {
+        let c = desired(&spec("name: s\nsubjectDeleteMarkerTtl: 5s\n"), &owner()).unwrap();
+        assert!(c.allow_msg_ttl && c.allow_rollup_hdrs);
+        let c = desired(&spec("name: s\nallowMsgSchedules: true\n"), &owner()).unwrap();
+        assert!(c.allow_rollup_hdrs);
+    }
+
+    #[test]
+    fn server_echo_is_not_drift() {
+        let d = desired(
+            &spec("name: sync\nsubjects: [sync.>]\nmaxAge: 1h\n"),
+            &owner(),
+        )
+        .unwrap();
+        // What a 2.15 server returns for that create.
+        let echoed: StreamConfig = serde_json::from_value(serde_json::json!({
+            "name": "sync", "subjects": ["sync.>"], "retention": "limits",
+            "max_consumers": -1, "max_msgs": -1, "max_bytes": -1, "max_age": 3_600_000_000_000i64,
+            "max_msgs_per_subject": -1, "max_msg_size": -1, "discard": "old", "storage": "file",
+            "num_replicas": 1, "duplicate_window": 120_000_000_000i64, "compression": "none",
+            "allow_direct": false, "mirror_direct": false, "sealed": false, "deny_delete": false,
+            "deny_purge": false, "allow_rollup_hdrs": false, "consumer_limits": {},
+            "allow_msg_ttl": false,
+            "metadata": {"_nats.level": "5", "_nats.req.level": "0", "_nats.ver": "2.15.1",
+                         "jetstream.nats.io/owner": "team-a/orders"}
+        }))
+        .unwrap();
+        assert!(diff(&d, &echoed).is_empty(), "{:?}", diff(&d, &echoed));
+    }
+
+    #[test]
+    fn diff_names_changed_and_reset_fields() {
+        let d = desired(&spec("name: s\nsubjects: [a, b]\n"), &owner()).unwrap();
+        let mut a = d.clone();
+        a.max_age = 60_000_000_000;
+        a.subjects = vec!["b".into(), "a".into()]; // order does not matter
+        a.allow_direct = true; // turned on behind our back: must go back off
+        a.metadata.insert("_nats.ver".into(), "2.15.1".into());
+        assert_eq!(diff(&d, &a), vec!["allow_direct", "max_age"]);
+    }
+
+    #[test]
+    fn first_seq_is_create_only() {
+        let d = desired(&spec("name: s\nfirstSequence: 100\n"), &owner()).unwrap();
+        let mut a = d.clone();
+        a.first_seq = 0;
+        assert!(diff(&d, &a).is_empty());
+    }
+
+    #[test]
+    fn external_prefixes_map_to_external() {
+        let c = desired(
+            &spec("name: s\nsources:\n- name: origin\n  externalApiPrefix: $JS.hub.API\n"),
+            &owner(),
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].external.as_ref().unwrap().api, "$JS.hub.API");
+        assert!(c.subjects.is_empty());
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("domain"));
+    }
+
+    #[test]
+    fn unset_new_fields_are_not_sent() {
+        let c = desired(&spec("name: s\n"), &owner()).unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        for k in [
+            "allow_batched",
+            "allow_msg_counter",
+            "allow_atomic",
+            "persist_mode",
+            "subject_delete_marker_ttl",
+        ] {
+            assert!(json.get(k).is_none(), "{k} should be left out");
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! JetStream API wire types, as the server speaks them (snake_case JSON, durations in
+//! nanoseconds). They are our own rather than async-nats' so that every field, the
+//! `pedantic` flag and lenient parsing of newer servers' answers are under our control.
+//!
+//! Serialisation leaves out every field at its zero value, so a server that predates a
+//! field never sees it unless a spec uses it (strict servers refuse unknown fields).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A stream's configuration (`StreamConfig` on the server).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    /// Stream name.
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Subjects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// `limits`, `interest` or `workqueue`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retention: String,
+    /// Max consumers (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_consumers: i64,
+    /// Max messages (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_msgs: i64,
+    /// Max bytes (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_bytes: i64,
+    /// Max age in nanoseconds (0 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_age: i64,
+    /// Max messages per subject (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_msgs_per_subject: i64,
+    /// Max message size (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_msg_size: i64,
+    /// `old` or `new`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub discard: String,
+    /// `file` or `memory`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage: String,
+    /// Replicas.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_replicas: i64,
+    /// No acks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
+    /// Duplicate window in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicate_window: i64,
+    /// Placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// Mirror.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Source>,
+    /// Sources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    /// Sealed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sealed: bool,
+    /// Deny delete.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny_delete: bool,
+    /// Deny purge.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny_purge: bool,
+    /// Allow rollup headers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_rollup_hdrs: bool,
+    /// `none` or `s2`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compression: String,
+    /// First sequence (create only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_seq: i64,
+    /// Subject transform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<Transform>,
+    /// Republish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<Republish>,
+    /// Allow direct get.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_direct: bool,
+    /// Mirror direct get.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mirror_direct: bool,
+    /// Discard new per subject.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_new_per_subject: bool,
+    /// Consumer limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_limits: Option<ConsumerLimits>,
+    /// Metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Per-message TTL.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_ttl: bool,
+    /// Subject delete marker TTL in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
+    /// Counter stream.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_counter: bool,
+    /// Atomic batch publish.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_atomic: bool,
+    /// Message schedules.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_schedules: bool,
+    /// Fast batch publish.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_batched: bool,
+    /// `async` (absent means default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_mode: Option<String>,
+}
+
+/// Placement.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Cluster.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Mirror or source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// Origin stream.
+    pub name: String,
+    /// Start sequence.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub opt_start_seq: i64,
+    /// Start time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// Filter subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    /// Subject transforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_transforms: Vec<Transform>,
+    /// External account or domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
+    /// Durable sourcing consumer (2.14+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<SourceConsumer>,
+}
+
+/// External API and delivery prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct External {
+    /// API prefix.
+    #[serde(default)]
+    pub api: String,
+    /// Delivery prefix.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver: String,
+}
+
+/// Durable sourcing consumer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceConsumer {
+    /// Consumer name.
+    pub name: String,
+    /// Deliver subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
+}
+
+/// Subject transform.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Transform {
+    /// Source.
+    #[serde(default)]
+    pub src: String,
+    /// Destination.
+    #[serde(default)]
+    pub dest: String,
+}
+
+/// Republish.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Republish {
+    /// Source.
+    #[serde(default)]
+    pub src: String,
+    /// Destination.
+    #[serde(default)]
+    pub dest: String,
+    /// Headers only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+}
+
+/// Consumer limits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerLimits {
+    /// Inactive threshold in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_threshold: i64,
+    /// Max ack pending.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerLimits {
+    /// True when both limits are unset.
+    pub fn is_empty(&self) -> bool {
+        self.inactive_threshold == 0 && self.max_ack_pending == 0
+    }
+}
+
+/// An API error as the server reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// HTTP-like code.
+    #[serde(default)]
+    pub code: u16,
+    /// NATS error code.
+    #[serde(default)]
+    pub err_code: u64,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Cluster information of an asset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Cluster name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Leader server.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Other replicas.
+    #[serde(default)]
+    pub replicas: Vec<serde_json::Value>,
+}
+
+/// `STREAM.INFO`, `STREAM.CREATE` and `STREAM.UPDATE` responses (and list entries).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The stored configuration.
+    pub config: StreamConfig,
+    /// Cluster details.
+    #[serde(default)]
+    pub cluster: Option<ClusterInfo>,
+    /// Message counts (for display only; never written to status).
+    #[serde(default)]
+    pub state: Option<StreamState>,
+}
+
+/// A stream's state, reduced to what the `streams` command shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Messages stored.
+    #[serde(default)]
+    pub messages: u64,
+    /// Bytes stored.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+impl StreamInfo {
+    /// The cluster leader and the replica count, as the server reports them.
+    pub fn placement_facts(&self) -> (Option<String>, i64) {
+        let leader = self.cluster.as_ref().and_then(|c| c.leader.clone());
+        let replicas = self.config.num_replicas.max(1);
+        (leader, replicas)
+    }
+}
+
+/// Response wrapper: either an error or the payload.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Response<T> {
+    /// Error, if any.
+    #[serde(default)]
+    pub error: Option<ApiError>,
+    /// Payload.
+    #[serde(flatten)]
+    pub body: Option<T>,
+}
+
+/// A `STREAM.LIST` page.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamListPage {
+    /// Total streams.
+    #[serde(default)]
+    pub total: usize,
+    /// Offset of this page.
+    #[serde(default)]
+    pub offset: usize,
+    /// Page size limit.
+    #[serde(default)]
+    pub limit: usize,
+    /// Streams in this page.
+    #[serde(default)]
+    pub streams: Vec<StreamInfo>,
+    /// Streams the server could not report (offline or missing): not proof of deletion.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+/// `STREAM.DELETE` response.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SuccessResponse {
+    /// Whether it worked.
+    #[serde(default)]
+    pub success: bool,
+}
+
+/// Account info (`$JS.API.INFO`), reduced to what the operator needs.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AccountInfo {
+    /// API details.
+    #[serde(default)]
+    pub api: ApiLevelInfo,
+    /// Domain, if any.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// The API level block of account info.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ApiLevelInfo {
+    /// API level (2.11+).
+    #[serde(default)]
+    pub level: u32,
+}
+
+/// A stream create or update request: the config plus `pedantic`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamRequest<'a> {
+    /// The config.
+    #[serde(flatten)]
+    pub config: &'a StreamConfig,
+    /// Refuse instead of silently adjusting the config (2.11+).
+    #[serde(skip_serializing_if = "is_false")]
+    pub pedantic: bool,
+}

@@ -1,0 +1,15 @@
+//! jetstream-operator: a Kubernetes operator for NATS JetStream assets.
+//!
+//! Layout: [`api`] holds the CRD types; [`jetstream`] the NATS side (desired config,
+//! normalisation and diff, connections, errors, advisories); [`controller`] one
+//! reconciler per kind on shared machinery; [`cli`] the command line; [`admin`],
+//! [`metrics`] and [`telemetry`] the operations side.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod inspect;
+pub mod jetstream;
+pub mod metrics;
+pub mod telemetry;

@@ -1,0 +1,75 @@
+//! jetstream-operator binary: parse the command line and hand over to the library.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use jetstream_operator::cli::{Cli, Command};
+use jetstream_operator::controller::runner::{self, Readiness};
+use jetstream_operator::metrics::Metrics;
+use jetstream_operator::{admin, api, inspect, telemetry};
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", api::crds_yaml()?);
+            Ok(())
+        }
+        Command::Streams(conn) => {
+            telemetry::init(jetstream_operator::cli::LogFormat::Text, Some("warn"));
+            print!(
+                "{}",
+                inspect::streams_table(&conn.default_connection()).await?
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            telemetry::init(args.log_format, args.log_level.as_deref());
+            let settings = args.settings();
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+            let metrics = Arc::new(Metrics::default());
+            let readiness = Arc::new(Readiness::default());
+            let (addr, server) =
+                admin::bind(args.admin_address, metrics.clone(), readiness.clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {}", args.admin_address))?;
+            info!(%addr, "admin server listening (/livez /readyz /metrics)");
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    error!(error = %e, "admin server stopped");
+                }
+            });
+            metrics.leader.set(1);
+            runner::run(client, settings, metrics, readiness, shutdown_signal()).await
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,866 @@
+//! Integration-test harness: a real kube-apiserver + etcd (started once per test binary by
+//! `scripts/local-env k8s-start`), JetStream nats-servers (one per `Nats`), and the operator
+//! binary as a child process. Every process is started from std (not from a per-test tokio
+//! runtime) and is stopped by its own PID; a watchdog shell stops it when the test binary exits.
+//!
+//! Use from a file under tests/ with `mod support;`.
+//!
+//! Environment: `JSO_KEEP_TEST_DIRS=1` keeps the run directories (logs, stores) for inspection.
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::future::Future;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ApiResource, DynamicObject, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use rand::Rng as _;
+
+/// API group of the operator's custom resources.
+pub const GROUP: &str = "jetstream.nats.io";
+/// API version of the operator's custom resources.
+pub const VERSION: &str = "v1beta2";
+/// Polling interval of every wait in this harness.
+pub const POLL: Duration = Duration::from_millis(100);
+/// Lines of a log printed when a test panics.
+pub const LOG_TAIL_LINES: usize = 200;
+
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// Tools and paths
+
+/// Root of this checkout (the directory holding Cargo.toml).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `scripts/local-env` of this checkout.
+pub fn local_env_script() -> PathBuf {
+    repo_root().join("scripts").join("local-env")
+}
+
+/// Path of a pinned tool in `.tools/`. Panics when it is missing: tests fail, never skip.
+pub fn tool(name: &str) -> PathBuf {
+    let p = repo_root().join(".tools").join(name);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => p,
+        _ => panic!("missing {name}: run scripts/install-tools"),
+    }
+}
+
+fn keep_dirs() -> bool {
+    std::env::var_os("JSO_KEEP_TEST_DIRS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn new_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+}
+
+/// Runs `scripts/local-env ARGS` (blocking). Ok(stdout) on success, Err(description) otherwise.
+fn run_local_env(args: &[&OsStr]) -> Result<String, String> {
+    let out = Command::new(local_env_script())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", local_env_script().display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "scripts/local-env {} failed ({}):\n{}{}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Same as `run_local_env`, off the async runtime's thread.
+async fn run_local_env_async(args: Vec<OsString>) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        run_local_env(&refs)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("local-env task failed: {e}"))
+}
+
+fn value_of(stdout: &str, key: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+/// Starts `sh -c '<wait while this test binary lives>; <script>'` with `$1...` = `args`.
+/// Returns the watchdog, which callers kill when they clean up normally.
+fn spawn_watchdog(script: &str, args: &[&OsStr]) -> Child {
+    let body = format!("while kill -0 \"$0\" 2>/dev/null; do sleep 0.2; done; {script}");
+    Command::new("sh")
+        .arg("-c")
+        .arg(body)
+        .arg(std::process::id().to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start a watchdog shell: {e}"))
+}
+
+fn kill_watchdog(w: &mut Option<Child>) {
+    if let Some(mut c) = w.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The last `n` lines of a file ("" if it cannot be read).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn dump_log(label: &str, path: &Path) {
+    eprintln!(
+        "----- {label}: last {LOG_TAIL_LINES} lines of {} -----\n{}\n----- end of {label} -----",
+        path.display(),
+        tail_lines(path, LOG_TAIL_LINES)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Control plane
+
+/// The envtest-style control plane of this test binary (etcd + kube-apiserver, admin client
+/// cert in `kubeconfig`), with the CRDs of crds/ installed.
+pub struct ControlPlane {
+    /// Run directory of `scripts/local-env` (PKI, logs, PIDs, etcd data).
+    pub dir: PathBuf,
+    /// Admin kubeconfig (system:masters, embedded certs).
+    pub kubeconfig: PathBuf,
+    /// How long `local-env k8s-start` plus the CRD installation took.
+    pub started_in: Duration,
+    config: Config,
+}
+
+/// Watchdogs that live as long as the test binary (never waited for).
+static WATCHDOGS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// The control plane, started on first use (once per test binary). A failed start fails every
+/// test that asks for it, with the same message.
+pub async fn control_plane() -> &'static ControlPlane {
+    let cp = match CONTROL_PLANE.get() {
+        Some(cp) => cp,
+        None => {
+            for t in ["etcd", "kube-apiserver", "kubectl"] {
+                tool(t);
+            }
+            match tokio::task::spawn_blocking(|| CONTROL_PLANE.get_or_init(start_control_plane))
+                .await
+            {
+                Ok(cp) => cp,
+                Err(e) => match e.try_into_panic() {
+                    Ok(p) => std::panic::resume_unwind(p),
+                    Err(e) => panic!("control plane start was cancelled: {e}"),
+                },
+            }
+        }
+    };
+    match cp {
+        Ok(cp) => cp,
+        Err(e) => panic!("the control plane did not start: {e}"),
+    }
+}
+
+fn start_control_plane() -> Result<ControlPlane, String> {
+    let t0 = Instant::now();
+    let dir = new_tempdir("jso-cp-").keep();
+    // Statics are never dropped: stop the processes (and remove the directory) when the
+    // test binary exits, however it exits.
+    let keep = if keep_dirs() { "1" } else { "" };
+    let watchdog = spawn_watchdog(
+        "\"$1\" stop \"$2\"; [ -n \"$3\" ] || rm -rf \"$2\"",
+        &[
+            local_env_script().as_os_str(),
+            dir.as_os_str(),
+            OsStr::new(keep),
+        ],
+    );
+    // The watchdog outlives every test of this binary: keep its handle for good.
+    WATCHDOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(watchdog);
+
+    let out = run_local_env(&[OsStr::new("k8s-start"), dir.as_os_str()])?;
+    let kubeconfig = PathBuf::from(
+        value_of(&out, "KUBECONFIG")
+            .ok_or_else(|| format!("local-env k8s-start printed no KUBECONFIG= line: {out}"))?,
+    );
+
+    install_crds(&kubeconfig)?;
+
+    let kc = Kubeconfig::read_from(&kubeconfig)
+        .map_err(|e| format!("cannot read {}: {e}", kubeconfig.display()))?;
+    let config = futures::executor::block_on(Config::from_custom_kubeconfig(
+        kc,
+        &KubeConfigOptions::default(),
+    ))
+    .map_err(|e| format!("cannot load {}: {e}", kubeconfig.display()))?;
+
+    let started_in = t0.elapsed();
+    eprintln!(
+        "control plane ready in {:.1} s ({})",
+        started_in.as_secs_f64(),
+        dir.display()
+    );
+    Ok(ControlPlane {
+        dir,
+        kubeconfig,
+        started_in,
+        config,
+    })
+}
+
+/// `kubectl apply --server-side -f crds/` and wait until every CRD is Established. Skipped
+/// while crds/ holds no YAML file.
+fn install_crds(kubeconfig: &Path) -> Result<(), String> {
+    let crds = repo_root().join("crds");
+    let has_yaml = std::fs::read_dir(&crds)
+        .map(|rd| {
+            rd.filter_map(Result::ok).any(|e| {
+                matches!(
+                    e.path().extension().and_then(OsStr::to_str),
+                    Some("yaml" | "yml")
+                )
+            })
+        })
+        .unwrap_or(false);
+    if !has_yaml {
+        eprintln!("no CRDs in {}: not installing any", crds.display());
+        return Ok(());
+    }
+    let crds_arg = crds.to_string_lossy().into_owned();
+    for args in [
+        vec![
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=jso-test-harness",
+            "-f",
+            crds_arg.as_str(),
+        ],
+        vec![
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+    ] {
+        let out =
+            kubectl_raw(kubeconfig, &args, None).map_err(|e| format!("cannot run kubectl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "kubectl {} failed ({}):\n{}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ControlPlane {
+    /// A fresh client for the calling test's runtime (never cache one across tests: each
+    /// `#[tokio::test]` has its own runtime, which dies with the test).
+    pub fn client(&self) -> Client {
+        Client::try_from(self.config.clone())
+            .unwrap_or_else(|e| panic!("cannot build a kube client: {e}"))
+    }
+
+    /// A copy of the client configuration (admin user).
+    pub fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    pub fn apiserver_log(&self) -> PathBuf {
+        self.dir.join("apiserver.log")
+    }
+
+    pub fn etcd_log(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces
+
+/// A namespace of its own for one test: `<prefix>-<random>`. Not deleted afterwards (without
+/// kube-controller-manager a deleted namespace stays Terminating forever).
+pub struct TestNs {
+    name: String,
+}
+
+impl TestNs {
+    pub async fn new(prefix: &str) -> TestNs {
+        let cp = control_plane().await;
+        let name = format!("{prefix}-{}", random_suffix(6));
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(
+                    [(
+                        "jetstream-operator.test/harness".to_owned(),
+                        "true".to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(cp.client())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
+        TestNs { name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `n` random characters from [a-z0-9].
+pub fn random_suffix(n: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// kubectl
+
+fn kubectl_raw(kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::io::Result<Output> {
+    let mut cmd = Command::new(tool("kubectl"));
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match stdin {
+        None => cmd.stdin(Stdio::null()).output(),
+        Some(input) => {
+            let mut child = cmd.stdin(Stdio::piped()).spawn()?;
+            let mut pipe = child.stdin.take().expect("kubectl stdin is piped");
+            let input = input.to_vec();
+            let writer = std::thread::spawn(move || pipe.write_all(&input));
+            let out = child.wait_with_output()?;
+            writer
+                .join()
+                .map_err(|_| std::io::Error::other("stdin writer panicked"))??;
+            Ok(out)
+        }
+    }
+}
+
+/// `kubectl --kubeconfig <admin> ARGS` (blocking).
+pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> Output {
+    kubectl_raw(&cp.kubeconfig, args, None).unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
+}
+
+/// `kubectl ARGS`, asserting success; returns stdout. The panic message carries stderr.
+pub fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> String {
+    let out = kubectl(cp, args);
+    assert!(
+        out.status.success(),
+        "kubectl {} failed ({}):\nstderr: {}\nstdout: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl apply -n NS -f -` with `yaml` on stdin. Check `.status` yourself (rejections by
+/// validation are often what a test wants to see).
+pub fn kubectl_apply_yaml(cp: &ControlPlane, ns: &str, yaml: &str) -> Output {
+    kubectl_raw(
+        &cp.kubeconfig,
+        &["apply", "-n", ns, "-f", "-"],
+        Some(yaml.as_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting
+
+/// Polls `f` every 100 ms until it returns `Some`, and returns that. Panics naming `what`
+/// after `timeout` (a call of `f` still running at the deadline is cut short).
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, f()).await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(_) => break,
+        }
+        if tokio::time::Instant::now() + POLL > deadline {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom resources without the crate's types
+
+/// The ApiResource of a jetstream.nats.io/v1beta2 kind, by plural (streams, consumers,
+/// keyvalues, objectstores, accounts).
+pub fn api_resource(kind_plural: &str) -> ApiResource {
+    let kind = match kind_plural {
+        "streams" => "Stream",
+        "consumers" => "Consumer",
+        "keyvalues" => "KeyValue",
+        "objectstores" => "ObjectStore",
+        "accounts" => "Account",
+        other => panic!("unknown {GROUP} plural: {other}"),
+    };
+    ApiResource {
+        group: GROUP.to_owned(),
+        version: VERSION.to_owned(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: kind.to_owned(),
+        plural: kind_plural.to_owned(),
+    }
+}
+
+/// A namespaced dynamic API for one of the operator's kinds (by plural).
+pub fn dyn_api(cp: &ControlPlane, ns: &str, kind_plural: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(cp.client(), ns, &api_resource(kind_plural))
+}
+
+/// `(status, reason, message)` of the condition `type_` in `status.conditions`.
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<(String, String, String)> {
+    let conds = obj.data.get("status")?.get("conditions")?.as_array()?;
+    let c = conds
+        .iter()
+        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(type_))?;
+    let field = |k: &str| {
+        c.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some((field("status"), field("reason"), field("message")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Logs on failure
+
+/// Prints the last 200 lines of each registered file to stderr when dropped during a panic.
+/// (`Operator` and `Nats` do that for their own logs already.)
+#[derive(Default)]
+pub struct LogsOnPanic {
+    files: Vec<(String, PathBuf)>,
+}
+
+impl LogsOnPanic {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn file(mut self, label: &str, path: impl Into<PathBuf>) -> Self {
+        self.files.push((label.to_owned(), path.into()));
+        self
+    }
+
+    /// Adds the kube-apiserver log.
+    pub fn control_plane(self, cp: &ControlPlane) -> Self {
+        self.file("kube-apiserver", cp.apiserver_log())
+    }
+}
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (label, path) in &self.files {
+                dump_log(label, path);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes (operator)
+
+fn send_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// SIGTERM, wait up to 10 s, SIGKILL (async: does not block the test's runtime).
+async fn terminate(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    send_sigterm(child.id());
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Same as `terminate`, blocking (for Drop).
+fn terminate_blocking(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    send_sigterm(child.id());
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The operator binary, run as `jetstream-operator run ARGS` against the control plane.
+pub struct Operator {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    kubeconfig: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl Operator {
+    /// Starts the operator with `KUBECONFIG` = the control plane's admin kubeconfig and
+    /// `RUST_LOG=info,jetstream_operator=debug`; stdout and stderr go to `log_path()`.
+    pub async fn start(cp: &ControlPlane, args: &[&str]) -> Operator {
+        Self::start_with_env(cp, args, &[]).await
+    }
+
+    /// `start`, with extra environment variables (they override the defaults above).
+    pub async fn start_with_env(
+        cp: &ControlPlane,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
+        let dir = new_tempdir("jso-operator-");
+        let log_path = dir.path().join("operator.log");
+        let mut op = Operator {
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            kubeconfig: cp.kubeconfig.clone(),
+            dir: Some(dir),
+            log_path,
+            child: None,
+            watchdog: None,
+        };
+        op.spawn();
+        op
+    }
+
+    fn spawn(&mut self) {
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
+        let _ = writeln!(
+            log,
+            "=== harness: jetstream-operator run {} ===",
+            self.args.join(" ")
+        );
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_jetstream-operator"))
+            .arg("run")
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info,jetstream_operator=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start jetstream-operator: {e}"));
+        let pid = child.id().to_string();
+        let dir = self
+            .log_path
+            .parent()
+            .expect("the log file is in a directory");
+        let keep = if keep_dirs() { "1" } else { "" };
+        self.watchdog = Some(spawn_watchdog(
+            "kill -TERM \"$1\" 2>/dev/null; i=0; \
+             while kill -0 \"$1\" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done; \
+             kill -KILL \"$1\" 2>/dev/null; [ -n \"$3\" ] || rm -rf \"$2\"",
+            &[OsStr::new(&pid), dir.as_os_str(), OsStr::new(keep)],
+        ));
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 10 s). Idempotent.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c).await;
+        }
+        kill_watchdog(&mut self.watchdog);
+    }
+
+    /// Stops the operator and starts it again with the same arguments (same log file).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn();
+    }
+
+    /// PID of the running process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `Some(exit status)` when the process has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Everything the operator printed so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_log("jetstream-operator", &self.log_path);
+        }
+        if let Some(mut c) = self.child.take() {
+            terminate_blocking(&mut c);
+        }
+        kill_watchdog(&mut self.watchdog);
+        if keep_dirs()
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("kept operator log dir {}", d.keep().display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// NATS
+
+/// A JetStream nats-server of its own (directory, port and store), via scripts/local-env.
+pub struct Nats {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    url: String,
+    running: bool,
+    watchdog: Option<Child>,
+}
+
+impl Nats {
+    /// Starts a nats-server with JetStream on a free loopback port.
+    pub async fn start() -> Nats {
+        Self::start_with_config("").await
+    }
+
+    /// Like `start`, with `extra_conf` appended to the generated nats.conf (accounts, TLS, ...).
+    pub async fn start_with_config(extra_conf: &str) -> Nats {
+        tool("nats-server");
+        let dir = new_tempdir("jso-nats-");
+        let path = dir.path().to_path_buf();
+        if !extra_conf.is_empty() {
+            let out = run_local_env_async(vec!["nats-conf".into(), path.clone().into()])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let conf = value_of(&out, "NATS_CONF")
+                .unwrap_or_else(|| panic!("local-env nats-conf printed no NATS_CONF= line: {out}"));
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .unwrap_or_else(|e| panic!("cannot open {conf}: {e}"));
+            writeln!(f, "\n# appended by the test harness\n{extra_conf}")
+                .unwrap_or_else(|e| panic!("cannot write {conf}: {e}"));
+        }
+        let keep = if keep_dirs() { "1" } else { "" };
+        let watchdog = spawn_watchdog(
+            "\"$1\" nats-stop \"$2\"; [ -n \"$3\" ] || rm -rf \"$2\"",
+            &[
+                local_env_script().as_os_str(),
+                path.as_os_str(),
+                OsStr::new(keep),
+            ],
+        );
+        let mut nats = Nats {
+            dir: Some(dir),
+            path,
+            url: String::new(),
+            running: false,
+            watchdog: Some(watchdog),
+        };
+        nats.url = nats.launch().await;
+        nats
+    }
+
+    async fn launch(&mut self) -> String {
+        let out = run_local_env_async(vec!["nats-start".into(), self.path.clone().into()]).await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                dump_log("nats-server", &self.log_path());
+                panic!("{e}")
+            }
+        };
+        self.running = true;
+        value_of(&out, "NATS_URL")
+            .unwrap_or_else(|| panic!("local-env nats-start printed no NATS_URL= line: {out}"))
+    }
+
+    /// `nats://127.0.0.1:<port>` (stable across `stop`/`start_again`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The run directory (nats.conf, nats.log, store/).
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.path.join("nats.conf")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.path.join("nats.log")
+    }
+
+    /// Monitoring endpoint, e.g. `http://127.0.0.1:<port>` (append `/jsz`, `/healthz`, ...).
+    pub fn monitor_url(&self) -> String {
+        let conf = std::fs::read_to_string(self.conf_path()).unwrap_or_default();
+        let hostport = conf
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("http:"))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no http: line in {}", self.conf_path().display()));
+        format!("http://{hostport}")
+    }
+
+    /// A plain client (no credentials). For auth/TLS set-ups, connect to `url()` yourself.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url))
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
+    /// Stops the server; the directory, port and store are kept for `start_again`.
+    pub async fn stop(&mut self) {
+        run_local_env_async(vec!["nats-stop".into(), self.path.clone().into()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.running = false;
+    }
+
+    /// Starts the server again on the same directory, port and store.
+    pub async fn start_again(&mut self) {
+        assert!(!self.running, "start_again on a running nats-server");
+        let url = self.launch().await;
+        assert_eq!(url, self.url, "nats-server came back on another URL");
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Everything nats-server logged so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_log("nats-server", &self.log_path());
+        }
+        if let Err(e) = run_local_env(&[OsStr::new("nats-stop"), self.path.as_os_str()]) {
+            eprintln!("{e}");
+        }
+        kill_watchdog(&mut self.watchdog);
+        if keep_dirs()
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("kept nats dir {}", d.keep().display());
+        }
+    }
+}
