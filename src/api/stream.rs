@@ -398,8 +398,8 @@ pub struct SubjectTransform {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Subject to transform into.
-    #[serde(default)]
-    pub dest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
 }
 
 /// Republish configuration.
@@ -410,8 +410,8 @@ pub struct Republish {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Subject to republish to.
-    #[serde(default)]
-    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// Republish only the headers, not the message body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers_only: Option<bool>,
@@ -429,4 +429,79 @@ pub struct ConsumerLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_ack_pending: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn check(new: Value, old: Option<Value>) -> Result<(), String> {
+        StreamSpec::validate_cel(&new, old.as_ref()).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn storage_is_immutable_but_default_equals_file() {
+        let old = json!({"name": "s", "storage": "file"});
+        let err = check(json!({"name": "s", "storage": "memory"}), Some(old.clone())).unwrap_err();
+        assert!(err.contains("storage is immutable"), "{err}");
+        assert!(check(json!({"name": "s"}), Some(old)).is_ok());
+        assert!(check(json!({"name": "s", "storage": "file"}), Some(json!({"name": "s"}))).is_ok());
+    }
+
+    #[test]
+    fn retention_cannot_cross_workqueue() {
+        let old = json!({"name": "s", "retention": "workqueue"});
+        assert!(check(json!({"name": "s", "retention": "limits"}), Some(old)).is_err());
+        let old = json!({"name": "s"});
+        assert!(check(json!({"name": "s", "retention": "workqueue"}), Some(old.clone())).is_err());
+        assert!(check(json!({"name": "s", "retention": "interest"}), Some(old)).is_ok());
+    }
+
+    #[test]
+    fn one_way_flags() {
+        for f in ["sealed", "denyDelete", "denyPurge", "allowMsgTtl", "allowMsgSchedules"] {
+            let old = json!({"name": "s", f: true});
+            assert!(check(json!({"name": "s"}), Some(old.clone())).is_err(), "{f} off");
+            assert!(check(json!({"name": "s", f: false}), Some(old.clone())).is_err(), "{f} false");
+            assert!(check(json!({"name": "s", f: true}), Some(old)).is_ok(), "{f} kept");
+            assert!(check(json!({"name": "s", f: true}), Some(json!({"name": "s"}))).is_ok(), "{f} on");
+        }
+    }
+
+    #[test]
+    fn mirror_can_be_removed_not_added_or_changed() {
+        let old = json!({"name": "s", "mirror": {"name": "a"}});
+        assert!(check(json!({"name": "s"}), Some(old.clone())).is_ok());
+        assert!(check(json!({"name": "s", "mirror": {"name": "b"}}), Some(old)).is_err());
+        assert!(check(json!({"name": "s", "mirror": {"name": "a"}}), Some(json!({"name": "s"}))).is_err());
+        assert!(check(json!({"name": "s", "mirror": {"name": "a"}}), None).is_ok());
+    }
+
+    #[test]
+    fn cross_field_rules_apply_on_create() {
+        assert!(check(json!({"name": "s", "mirror": {"name": "a"}, "subjects": ["x"]}), None).is_err());
+        assert!(check(json!({"name": "s", "denyPurge": true, "allowRollup": true}), None).is_err());
+        assert!(check(json!({"name": "s", "discardPerSubject": true}), None).is_err());
+        assert!(
+            check(json!({"name": "s", "discardPerSubject": true, "discard": "new", "maxMsgsPerSubject": 1}), None).is_ok()
+        );
+    }
+
+    #[test]
+    fn counters_and_persist_mode_are_immutable() {
+        let old = json!({"name": "s"});
+        assert!(check(json!({"name": "s", "allowMsgCounter": true}), Some(old.clone())).is_err());
+        assert!(check(json!({"name": "s", "persistMode": "async"}), Some(old.clone())).is_err());
+        assert!(check(json!({"name": "s", "persistMode": "default"}), Some(old)).is_ok());
+    }
+
+    #[test]
+    fn crd_has_no_defaults_and_categories() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_string(&Stream::crd()).unwrap();
+        assert!(!crd.contains("\"default\":"), "no schema defaults: an omitted field means the server default");
+        assert!(crd.contains("\"jetstream\"") && crd.contains("\"nats\""));
+        assert!(crd.contains("x-kubernetes-list-map-keys"));
+    }
 }

@@ -63,7 +63,7 @@ fn source(s: &StreamSource) -> wire::Source {
             .iter()
             .map(|t| wire::Transform {
                 src: t.source.clone().unwrap_or_default(),
-                dest: t.dest.clone(),
+                dest: t.dest.clone().unwrap_or_default(),
             })
             .collect(),
         external,
@@ -179,7 +179,7 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
         first_seq: spec.first_sequence.unwrap_or(0),
         subject_transform: spec.subject_transform.as_ref().map(|t| wire::Transform {
             src: t.source.clone().unwrap_or_default(),
-            dest: t.dest.clone(),
+            dest: t.dest.clone().unwrap_or_default(),
         }),
         republish: spec.republish.as_ref().map(|r| wire::Republish {
             src: r
@@ -187,7 +187,7 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
                 .clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| ">".into()),
-            dest: r.destination.clone(),
+            dest: r.destination.clone().unwrap_or_default(),
             headers_only: r.headers_only.unwrap_or(false),
         }),
         allow_direct: spec.allow_direct.unwrap_or(false),

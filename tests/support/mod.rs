@@ -864,3 +864,324 @@ impl Drop for Nats {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Waiting without panicking, and on conditions
+
+/// Like `wait_until`, but returns `None` at the deadline instead of panicking (for things a
+/// test wants to observe, not require).
+pub async fn poll_until<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, f()).await {
+            Ok(Some(v)) => return Some(v),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if tokio::time::Instant::now() + POLL > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How long the condition waits below allow by default.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// `metadata.generation` of an object.
+pub fn generation(obj: &DynamicObject) -> Option<i64> {
+    obj.metadata.generation
+}
+
+/// `status.observedGeneration` of an object.
+pub fn observed_generation(obj: &DynamicObject) -> Option<i64> {
+    obj.data
+        .get("status")?
+        .get("observedGeneration")?
+        .as_i64()
+}
+
+/// True when the status was computed for the object's current generation.
+pub fn status_is_current(obj: &DynamicObject) -> bool {
+    generation(obj).is_some() && observed_generation(obj) == generation(obj)
+}
+
+/// A one-line summary of an object's status, for failure messages.
+pub fn status_summary(obj: &DynamicObject) -> String {
+    format!(
+        "generation={:?} status={}",
+        generation(obj),
+        obj.data
+            .get("status")
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "(none)".into())
+    )
+}
+
+/// Waits (up to `timeout`) until object `name` has condition `type_` with `status`, computed
+/// for its current generation (`status.observedGeneration == metadata.generation`), and
+/// returns the object. The panic message carries the last status seen.
+pub async fn wait_condition_for(
+    api: &Api<DynamicObject>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    timeout: Duration,
+) -> DynamicObject {
+    use futures::FutureExt as _;
+    let what = format!("{name}: {type_}={status} at the current generation");
+    let waited = std::panic::AssertUnwindSafe(wait_until(timeout, &what, || async {
+        let obj = api.get_opt(name).await.ok().flatten()?;
+        let (s, _, _) = condition(&obj, type_)?;
+        (s == status && status_is_current(&obj)).then_some(obj)
+    }))
+    .catch_unwind()
+    .await;
+    match waited {
+        Ok(obj) => obj,
+        Err(_) => {
+            let last = match api.get_opt(name).await {
+                Ok(Some(o)) => status_summary(&o),
+                Ok(None) => "(object does not exist)".into(),
+                Err(e) => format!("(cannot read it: {e})"),
+            };
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+        }
+    }
+}
+
+/// `wait_condition_for` with the default timeout (`WAIT`).
+pub async fn wait_condition(
+    api: &Api<DynamicObject>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> DynamicObject {
+    wait_condition_for(api, name, type_, status, WAIT).await
+}
+
+/// Waits until object `name` is Ready=True at its current generation.
+pub async fn wait_ready(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
+    wait_condition(api, name, "Ready", "True").await
+}
+
+/// `name -> resourceVersion` of every object the API lists.
+pub async fn resource_versions(
+    api: &Api<DynamicObject>,
+) -> std::collections::BTreeMap<String, String> {
+    api.list(&kube::api::ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot list objects: {e}"))
+        .items
+        .into_iter()
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap_or_default(),
+                o.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Events (events.k8s.io/v1, as kube-runtime's Recorder writes them)
+
+/// One event as a test sees it. The Recorder folds repeats (same type, reason, action and
+/// object) into one Event with a series: `count` is how many times it was emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSummary {
+    /// Kind of the object the event is about.
+    pub kind: String,
+    /// Name of the object the event is about.
+    pub name: String,
+    /// Normal or Warning.
+    pub type_: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// The note (message).
+    pub message: String,
+    /// How many times it was emitted (1 + the series count of repeats).
+    pub count: i32,
+    /// resourceVersion of the Event object.
+    pub resource_version: String,
+}
+
+/// Every event in namespace `ns`.
+pub async fn events_in(cp: &ControlPlane, ns: &str) -> Vec<EventSummary> {
+    use k8s_openapi::api::events::v1::Event;
+    let api: Api<Event> = Api::namespaced(cp.client(), ns);
+    let mut out: Vec<EventSummary> = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot list events in {ns}: {e}"))
+        .items
+        .into_iter()
+        .map(|e| {
+            let regarding = e.regarding.unwrap_or_default();
+            EventSummary {
+                kind: regarding.kind.unwrap_or_default(),
+                name: regarding.name.unwrap_or_default(),
+                type_: e.type_.unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.note.unwrap_or_default(),
+                count: e.series.map(|s| s.count).unwrap_or(1),
+                resource_version: e.metadata.resource_version.unwrap_or_default(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.reason).cmp(&(&b.name, &b.reason)));
+    out
+}
+
+/// The events about the Stream `name` in namespace `ns`.
+pub async fn events_for(cp: &ControlPlane, ns: &str, name: &str) -> Vec<EventSummary> {
+    events_in(cp, ns)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "Stream" && e.name == name)
+        .collect()
+}
+
+/// How many times events with `reason` (and `type_`, when given) were emitted about the
+/// Stream `name`.
+pub fn event_count(events: &[EventSummary], reason: &str, type_: Option<&str>) -> i32 {
+    events
+        .iter()
+        .filter(|e| e.reason == reason && type_.is_none_or(|t| e.type_ == t))
+        .map(|e| e.count)
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator's admin endpoint
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+    l.local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port()
+}
+
+/// `GET http://ADDR/PATH` (HTTP/1.0, blocking, 5 s timeouts): `(status code, body)`.
+pub fn http_get_blocking(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Read as _;
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("bad address {addr}: {e}")))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status line: {head:?}")))?;
+    Ok((code, body.to_owned()))
+}
+
+/// `http_get_blocking`, off the async runtime's thread.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    tokio::task::spawn_blocking(move || http_get_blocking(&addr, &path))
+        .await
+        .unwrap_or_else(|e| panic!("HTTP task failed: {e}"))
+}
+
+/// The operator's `/metrics` text (panics when it cannot be fetched).
+pub async fn metrics(addr: &str) -> String {
+    match http_get(addr, "/metrics").await {
+        Ok((200, body)) => body,
+        Ok((code, body)) => panic!("GET http://{addr}/metrics: HTTP {code}: {body}"),
+        Err(e) => panic!("GET http://{addr}/metrics: {e}"),
+    }
+}
+
+/// HTTP status of the operator's `/readyz`, `None` when it does not answer.
+pub async fn readyz(addr: &str) -> Option<u16> {
+    http_get(addr, "/readyz").await.ok().map(|(code, _)| code)
+}
+
+/// The sum of every sample of metric `name` (exact, e.g. `..._total`) whose labels include
+/// all of `labels`. 0 when there is none (prometheus-client only shows a labelled series
+/// once it has been touched).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, lbls) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let have: Vec<(&str, &str)> = lbls
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k.trim(), v.trim().trim_matches('"')))
+                })
+                .collect();
+            labels
+                .iter()
+                .all(|want| have.contains(want))
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// JetStream
+
+/// The info of stream `name`, `None` when JetStream says it does not exist. Panics on any
+/// other error.
+pub async fn stream_info(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> Option<async_nats::jetstream::stream::Info> {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    match js.get_stream(name).await {
+        Ok(s) => Some(s.cached_info().clone()),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                None
+            }
+            _ => panic!("cannot get stream {name}: {e}"),
+        },
+    }
+}
+
+/// The configuration of stream `name` as the server holds it, `None` when it does not exist.
+pub async fn get_stream_config(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> Option<async_nats::jetstream::stream::Config> {
+    stream_info(js, name).await.map(|i| i.config)
+}
+
+/// Names of every stream JetStream holds, sorted.
+pub async fn stream_names(js: &async_nats::jetstream::Context) -> Vec<String> {
+    use futures::TryStreamExt as _;
+    let mut names: Vec<String> = js
+        .stream_names()
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot list stream names: {e}"));
+    names.sort();
+    names
+}
