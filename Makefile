@@ -47,8 +47,7 @@ demo: tools build
 
 BENCH_N ?= 1000
 bench: tools
-	$(CARGO) build --locked --release
-	@scripts/bench $(BENCH_N)
+	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench streams
 
 clean-run:
 	rm -rf .run

@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod conditions;
+pub mod consumer;
 pub mod stream;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -22,7 +23,7 @@ pub const RECONCILE_REQUESTED_ANNOTATION: &str = "jetstream.nats.io/reconcile-re
 
 /// Every CRD the operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![stream::Stream::crd()]
+    vec![stream::Stream::crd(), consumer::Consumer::crd()]
 }
 
 /// Every CRD as a multi-document YAML stream.

@@ -446,7 +446,13 @@ mod tests {
         let err = check(json!({"name": "s", "storage": "memory"}), Some(old.clone())).unwrap_err();
         assert!(err.contains("storage is immutable"), "{err}");
         assert!(check(json!({"name": "s"}), Some(old)).is_ok());
-        assert!(check(json!({"name": "s", "storage": "file"}), Some(json!({"name": "s"}))).is_ok());
+        assert!(
+            check(
+                json!({"name": "s", "storage": "file"}),
+                Some(json!({"name": "s"}))
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -454,18 +460,42 @@ mod tests {
         let old = json!({"name": "s", "retention": "workqueue"});
         assert!(check(json!({"name": "s", "retention": "limits"}), Some(old)).is_err());
         let old = json!({"name": "s"});
-        assert!(check(json!({"name": "s", "retention": "workqueue"}), Some(old.clone())).is_err());
+        assert!(
+            check(
+                json!({"name": "s", "retention": "workqueue"}),
+                Some(old.clone())
+            )
+            .is_err()
+        );
         assert!(check(json!({"name": "s", "retention": "interest"}), Some(old)).is_ok());
     }
 
     #[test]
     fn one_way_flags() {
-        for f in ["sealed", "denyDelete", "denyPurge", "allowMsgTtl", "allowMsgSchedules"] {
+        for f in [
+            "sealed",
+            "denyDelete",
+            "denyPurge",
+            "allowMsgTtl",
+            "allowMsgSchedules",
+        ] {
             let old = json!({"name": "s", f: true});
-            assert!(check(json!({"name": "s"}), Some(old.clone())).is_err(), "{f} off");
-            assert!(check(json!({"name": "s", f: false}), Some(old.clone())).is_err(), "{f} false");
-            assert!(check(json!({"name": "s", f: true}), Some(old)).is_ok(), "{f} kept");
-            assert!(check(json!({"name": "s", f: true}), Some(json!({"name": "s"}))).is_ok(), "{f} on");
+            assert!(
+                check(json!({"name": "s"}), Some(old.clone())).is_err(),
+                "{f} off"
+            );
+            assert!(
+                check(json!({"name": "s", f: false}), Some(old.clone())).is_err(),
+                "{f} false"
+            );
+            assert!(
+                check(json!({"name": "s", f: true}), Some(old)).is_ok(),
+                "{f} kept"
+            );
+            assert!(
+                check(json!({"name": "s", f: true}), Some(json!({"name": "s"}))).is_ok(),
+                "{f} on"
+            );
         }
     }
 
@@ -474,14 +504,32 @@ mod tests {
         let old = json!({"name": "s", "mirror": {"name": "a"}});
         assert!(check(json!({"name": "s"}), Some(old.clone())).is_ok());
         assert!(check(json!({"name": "s", "mirror": {"name": "b"}}), Some(old)).is_err());
-        assert!(check(json!({"name": "s", "mirror": {"name": "a"}}), Some(json!({"name": "s"}))).is_err());
+        assert!(
+            check(
+                json!({"name": "s", "mirror": {"name": "a"}}),
+                Some(json!({"name": "s"}))
+            )
+            .is_err()
+        );
         assert!(check(json!({"name": "s", "mirror": {"name": "a"}}), None).is_ok());
     }
 
     #[test]
     fn cross_field_rules_apply_on_create() {
-        assert!(check(json!({"name": "s", "mirror": {"name": "a"}, "subjects": ["x"]}), None).is_err());
-        assert!(check(json!({"name": "s", "denyPurge": true, "allowRollup": true}), None).is_err());
+        assert!(
+            check(
+                json!({"name": "s", "mirror": {"name": "a"}, "subjects": ["x"]}),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                json!({"name": "s", "denyPurge": true, "allowRollup": true}),
+                None
+            )
+            .is_err()
+        );
         assert!(check(json!({"name": "s", "discardPerSubject": true}), None).is_err());
         assert!(
             check(json!({"name": "s", "discardPerSubject": true, "discard": "new", "maxMsgsPerSubject": 1}), None).is_ok()
@@ -491,8 +539,20 @@ mod tests {
     #[test]
     fn counters_and_persist_mode_are_immutable() {
         let old = json!({"name": "s"});
-        assert!(check(json!({"name": "s", "allowMsgCounter": true}), Some(old.clone())).is_err());
-        assert!(check(json!({"name": "s", "persistMode": "async"}), Some(old.clone())).is_err());
+        assert!(
+            check(
+                json!({"name": "s", "allowMsgCounter": true}),
+                Some(old.clone())
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                json!({"name": "s", "persistMode": "async"}),
+                Some(old.clone())
+            )
+            .is_err()
+        );
         assert!(check(json!({"name": "s", "persistMode": "default"}), Some(old)).is_ok());
     }
 
@@ -500,7 +560,10 @@ mod tests {
     fn crd_has_no_defaults_and_categories() {
         use kube::CustomResourceExt;
         let crd = serde_json::to_string(&Stream::crd()).unwrap();
-        assert!(!crd.contains("\"default\":"), "no schema defaults: an omitted field means the server default");
+        assert!(
+            !crd.contains("\"default\":"),
+            "no schema defaults: an omitted field means the server default"
+        );
         assert!(crd.contains("\"jetstream\"") && crd.contains("\"nats\""));
         assert!(crd.contains("x-kubernetes-list-map-keys"));
     }

@@ -14,28 +14,32 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::api::common::{AssetStatus, CommonSpec};
 use crate::api::conditions::{self, Cond, READY, RECONCILING, STALLED, reason};
+use crate::api::consumer::ConsumerSpec;
 use crate::api::{PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION};
 use crate::jetstream::api::JsApi;
-use crate::jetstream::error::{Disposition, JsError, code};
-use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY, Owner, Ownership};
-use crate::jetstream::stream_config::{self, InvalidSpec};
-use crate::jetstream::wire::{StreamConfig, StreamInfo};
+use crate::jetstream::error::{Disposition, JsError};
+use crate::jetstream::owner::Owner;
+use crate::jetstream::stream_config::InvalidSpec;
+use crate::jetstream::wire::StreamConfig;
 use crate::metrics::{ErrorLabels, KindLabels, ReconcileLabels};
 
+use super::assets::{self, Cleanup};
 use super::connect::{Layer, Resolved, Unresolved, merge};
-use super::registry::{AssetRef, Expected, ObjKey, Registration};
+use super::registry::{AssetConfig, AssetRef, ObjKey, Registration};
 use super::status::{self, State};
-use super::{AdoptionPolicy, Context, Error};
+use super::{Context, Error};
 
 /// The asset an object wants, built from its spec (pure).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Desired {
     /// A stream (also the backing stream of a bucket).
     Stream(Box<StreamConfig>),
+    /// A consumer; its config also depends on its stream's limits, read at apply time.
+    Consumer(Box<ConsumerSpec>),
 }
 
 /// A kind the engine can reconcile.
@@ -90,7 +94,7 @@ pub fn change_hash<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
-fn obj_key<K: Managed>(obj: &K) -> ObjKey {
+pub(super) fn obj_key<K: Managed>(obj: &K) -> ObjKey {
     ObjKey {
         kind: K::KIND,
         namespace: obj.namespace().unwrap_or_default(),
@@ -98,7 +102,7 @@ fn obj_key<K: Managed>(obj: &K) -> ObjKey {
     }
 }
 
-fn is_paused<K: Resource>(obj: &K) -> bool {
+pub(super) fn is_paused<K: Resource>(obj: &K) -> bool {
     obj.meta()
         .annotations
         .as_ref()
@@ -184,7 +188,7 @@ async fn reconcile_inner<K: Managed>(
             ctx.registry.remove(&key);
             return Ok((Action::await_change(), "deleted"));
         }
-        return match cleanup(obj.as_ref(), ctx).await {
+        return match assets::cleanup(obj.as_ref(), ctx).await {
             Cleanup::Done => {
                 remove_finalizer(obj.as_ref(), ctx).await?;
                 ctx.registry.remove(&key);
@@ -286,8 +290,8 @@ async fn reconcile_inner<K: Managed>(
             conn: conn.key,
             js: js.clone(),
             asset: asset.clone(),
-            expected: Expected::Unknown,
-            stalled: false,
+            expected: None,
+            seen: None,
             ready: false,
             trigger,
         },
@@ -314,27 +318,27 @@ async fn reconcile_inner<K: Managed>(
         }
     };
 
-    let (state, expected) = match desired {
+    let applied = match desired {
         Desired::Stream(cfg) => {
-            let applied =
-                apply_stream(obj.as_ref(), ctx, &js, &cfg, &owner, previous.as_ref()).await;
-            if let Some(info) = &applied.info {
-                let (leader, replicas) = info.placement_facts();
-                bound.cluster_leader = leader;
-                bound.replicas = Some(replicas);
-            }
-            bound.adopted |= applied.adopted;
-            (applied.state, Expected::Stream(cfg))
+            assets::apply_stream(obj.as_ref(), ctx, &js, &cfg, &owner, previous.as_ref()).await
+        }
+        Desired::Consumer(spec) => {
+            assets::apply_consumer(obj.as_ref(), ctx, &js, &spec, &owner, previous.as_ref()).await
         }
     };
+    bound.cluster_leader = applied.facts.0.clone();
+    bound.replicas = applied.facts.1;
+    bound.adopted |= applied.adopted;
+    let seen = applied.seen.clone();
+    ctx.registry.update(&key, |r| r.seen = seen);
     finish(
         obj.as_ref(),
         ctx,
         &key,
         previous.as_ref(),
-        state,
+        applied.state,
         bound,
-        Some(expected),
+        applied.expected,
     )
     .await
 }
@@ -347,7 +351,7 @@ async fn finish<K: Managed>(
     previous: Option<&AssetStatus>,
     state: State,
     bound: AssetStatus,
-    expected: Option<Expected>,
+    expected: Option<AssetConfig>,
 ) -> Result<(Action, &'static str), Error> {
     // Announce a new stall once, when it starts.
     if let State::Stalled { reason: r, message } = &state {
@@ -363,14 +367,22 @@ async fn finish<K: Managed>(
     status::write(ctx, obj, K::KIND, previous, &next).await?;
 
     let ready = state.is_ready();
-    let stalled = matches!(state, State::Stalled { .. });
+    let was_ready = previous.is_some_and(|p| conditions::is_ready(&p.conditions));
+    let mut conn_and_stream = None;
     ctx.registry.update(key, |r| {
         r.ready = ready;
-        r.stalled = stalled;
-        if let Some(e) = expected {
-            r.expected = if ready { e } else { Expected::Unknown };
+        r.expected = if ready { expected } else { None };
+        if let AssetRef::Stream(s) = &r.asset {
+            conn_and_stream = Some((r.conn, s.clone()));
         }
     });
+    // A stream that just became Ready releases the consumers waiting for it.
+    if ready
+        && !was_ready
+        && let Some((conn, stream)) = conn_and_stream
+    {
+        ctx.registry.trigger_consumers_of(conn, &stream);
+    }
     Ok(match state {
         State::Ready(_) => {
             ctx.reset_backoff(&key.to_string());
@@ -403,383 +415,6 @@ pub fn error_state(e: &JsError, noun: &str) -> State {
             message: format!("JetStream refused the {noun} configuration: {e}"),
         },
     }
-}
-
-/// Result of applying a stream.
-struct Applied {
-    state: State,
-    info: Option<StreamInfo>,
-    adopted: bool,
-}
-
-/// Desired config with the actual owner marker, to see whether anything but ownership
-/// differs.
-fn diff_ignoring_marker(desired: &StreamConfig, actual: &StreamConfig) -> Vec<String> {
-    let mut d = desired.clone();
-    for k in [OWNER_KEY, CLUSTER_KEY] {
-        match actual.metadata.get(k) {
-            Some(v) => {
-                d.metadata.insert(k.into(), v.clone());
-            }
-            None => {
-                d.metadata.remove(k);
-            }
-        }
-    }
-    stream_config::diff(&d, actual)
-}
-
-fn was_ready_for_this_generation<K: Managed>(obj: &K, previous: Option<&AssetStatus>) -> bool {
-    previous.is_some_and(|p| {
-        conditions::is_ready(&p.conditions) && p.observed_generation == obj.meta().generation
-    })
-}
-
-async fn apply_stream<K: Managed>(
-    obj: &K,
-    ctx: &Context,
-    js: &JsApi,
-    cfg: &StreamConfig,
-    owner: &Owner,
-    previous: Option<&AssetStatus>,
-) -> Applied {
-    let name = &cfg.name;
-    let noun = K::NOUN;
-    let read_only = ctx.settings.read_only;
-    let prevent_update = obj.common().prevent_update;
-    let actual = match js.stream_info(name).await {
-        Ok(a) => a,
-        Err(e) => {
-            return Applied {
-                state: error_state(&e, noun),
-                info: None,
-                adopted: false,
-            };
-        }
-    };
-    let Some(info) = actual else {
-        if read_only {
-            return Applied {
-                state: State::Stalled {
-                    reason: reason::READ_ONLY,
-                    message: format!(
-                        "{noun} {name} does not exist in JetStream; the operator is read-only, so it is not created"
-                    ),
-                },
-                info: None,
-                adopted: false,
-            };
-        }
-        return match js.create_stream(cfg).await {
-            Ok(created) => {
-                let residual = stream_config::diff(cfg, &created.config);
-                let recreated = was_ready_for_this_generation(obj, previous);
-                if recreated {
-                    ctx.event(
-                        obj,
-                        K::KIND,
-                        true,
-                        reason::DRIFT_REPAIRED,
-                        format!("{noun} {name} was missing from JetStream (deleted behind the operator's back) and has been recreated; the messages it held are gone"),
-                    )
-                    .await;
-                } else {
-                    ctx.event(
-                        obj,
-                        K::KIND,
-                        false,
-                        reason::CREATED,
-                        format!("created {noun} {name}"),
-                    )
-                    .await;
-                }
-                info!(kind = K::KIND, name, recreated, "created");
-                Applied {
-                    state: residual_state(noun, name, &residual),
-                    info: Some(created),
-                    adopted: false,
-                }
-            }
-            Err(e) if e.is(code::STREAM_NAME_EXISTS) => Applied {
-                // Created concurrently by someone else: look again.
-                state: State::Progressing {
-                    reason: reason::PROGRESSING,
-                    message: format!(
-                        "{noun} {name} appeared while being created; checking it again"
-                    ),
-                },
-                info: None,
-                adopted: false,
-            },
-            Err(e) => Applied {
-                state: error_state(&e, noun),
-                info: None,
-                adopted: false,
-            },
-        };
-    };
-
-    let mut adopting = false;
-    match owner.classify(&info.config.metadata) {
-        Ownership::Ours => {}
-        Ownership::Other(who) => {
-            return Applied {
-                state: State::Stalled {
-                    reason: reason::RESOURCE_CONFLICT,
-                    message: format!(
-                        "{noun} {name} is owned by {who}; this object leaves it untouched"
-                    ),
-                },
-                info: Some(info),
-                adopted: false,
-            };
-        }
-        Ownership::Unowned => match ctx.settings.adoption {
-            AdoptionPolicy::Never => {
-                return Applied {
-                    state: State::Stalled {
-                        reason: reason::RESOURCE_CONFLICT,
-                        message: format!(
-                            "{noun} {name} already exists and no object owns it; the adoption policy is 'never', so it is left untouched"
-                        ),
-                    },
-                    info: Some(info),
-                    adopted: false,
-                };
-            }
-            AdoptionPolicy::Adopt => adopting = true,
-        },
-    }
-
-    let fields = stream_config::diff(cfg, &info.config);
-    if fields.is_empty() {
-        return Applied {
-            state: State::Ready(format!("{noun} {name} matches the spec")),
-            info: Some(info),
-            adopted: false,
-        };
-    }
-    let meaningful = diff_ignoring_marker(cfg, &info.config);
-    if read_only || prevent_update {
-        let (r, why) = if read_only {
-            (reason::READ_ONLY, "the operator is read-only")
-        } else {
-            (reason::UPDATE_PREVENTED, "spec.preventUpdate is set")
-        };
-        if meaningful.is_empty() {
-            // Only the ownership marker is missing; nothing the spec asks for differs.
-            return Applied {
-                state: State::Ready(format!(
-                    "{noun} {name} matches the spec (not stamped with an owner: {why})"
-                )),
-                info: Some(info),
-                adopted: adopting,
-            };
-        }
-        return Applied {
-            state: State::Stalled {
-                reason: r,
-                message: format!(
-                    "{noun} {name} differs from the spec in {}; {why}, so it is not updated",
-                    meaningful.join(", ")
-                ),
-            },
-            info: Some(info),
-            adopted: false,
-        };
-    }
-
-    match js.update_stream(cfg).await {
-        Ok(updated) => {
-            let residual = stream_config::diff(cfg, &updated.config);
-            if adopting {
-                let changed = if meaningful.is_empty() {
-                    "nothing else changed".to_string()
-                } else {
-                    format!("changed to match the spec: {}", meaningful.join(", "))
-                };
-                ctx.event(
-                    obj,
-                    K::KIND,
-                    false,
-                    reason::ADOPTED,
-                    format!(
-                        "adopted existing {noun} {name} (stamped with owner {}); {changed}",
-                        owner.id
-                    ),
-                )
-                .await;
-            } else if was_ready_for_this_generation(obj, previous) {
-                ctx.event(
-                    obj,
-                    K::KIND,
-                    false,
-                    reason::DRIFT_REPAIRED,
-                    format!("{noun} {name} had been changed behind the operator's back ({}); restored to the spec", fields.join(", ")),
-                )
-                .await;
-            } else {
-                ctx.event(
-                    obj,
-                    K::KIND,
-                    false,
-                    reason::UPDATED,
-                    format!("updated {noun} {name}: {}", fields.join(", ")),
-                )
-                .await;
-            }
-            info!(kind = K::KIND, name, ?fields, adopting, "updated");
-            Applied {
-                state: residual_state(noun, name, &residual),
-                info: Some(updated),
-                adopted: adopting,
-            }
-        }
-        Err(e) => Applied {
-            state: error_state(&e, noun),
-            info: Some(info),
-            adopted: false,
-        },
-    }
-}
-
-/// Ready, unless the server kept something other than what was asked for.
-fn residual_state(noun: &str, name: &str, residual: &[String]) -> State {
-    if residual.is_empty() {
-        State::Ready(format!("{noun} {name} matches the spec"))
-    } else {
-        State::Stalled {
-            reason: reason::NOT_SUPPORTED,
-            message: format!(
-                "JetStream accepted {noun} {name} but stored different values for {}; set them explicitly to what the server allows",
-                residual.join(", ")
-            ),
-        }
-    }
-}
-
-enum Cleanup {
-    Done,
-    Retry(Duration),
-}
-
-async fn cleanup<K: Managed>(obj: &K, ctx: &Context) -> Cleanup {
-    let key = obj_key(obj);
-    let asset = obj.asset();
-    let noun = K::NOUN;
-    let name = asset.stream().to_string();
-    let keep = |why: String| async move {
-        ctx.event(obj, K::KIND, false, reason::ORPHANED, why).await;
-        Cleanup::Done
-    };
-    if is_paused(obj) {
-        return keep(format!(
-            "reconciling is paused: {noun} {name} is left in JetStream untouched"
-        ))
-        .await;
-    }
-    if ctx.settings.read_only {
-        return keep(format!(
-            "the operator is read-only: {noun} {name} is left in JetStream"
-        ))
-        .await;
-    }
-    let resolved = match resolve(ctx, obj.common()) {
-        Ok(r) => r,
-        Err(Unresolved(why)) => {
-            ctx.event(
-                obj,
-                K::KIND,
-                true,
-                reason::ORPHANED,
-                format!("cannot resolve the connection ({why}); releasing the object without deleting {noun} {name}"),
-            )
-            .await;
-            return Cleanup::Done;
-        }
-    };
-    let js = match ctx.pool.get(&resolved.settings).await {
-        Ok(c) => JsApi::new(
-            c,
-            resolved.prefix.clone(),
-            ctx.settings.request_timeout,
-            ctx.metrics.clone(),
-        ),
-        Err(e) => return deletion_failed(obj, ctx, &key, &e).await,
-    };
-    let owner = Owner::new(
-        &key.namespace,
-        &key.name,
-        ctx.settings.cluster_name.as_deref(),
-    );
-    let info = match js.stream_info(&name).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return Cleanup::Done,
-        Err(e) => return deletion_failed(obj, ctx, &key, &e).await,
-    };
-    match owner.classify(&info.config.metadata) {
-        Ownership::Ours => {}
-        Ownership::Other(who) => {
-            return keep(format!("{noun} {name} is owned by {who}; not deleting it")).await;
-        }
-        Ownership::Unowned => {
-            return keep(format!(
-                "{noun} {name} was never taken over by this object; not deleting it"
-            ))
-            .await;
-        }
-    }
-    if obj.common().prevent_delete {
-        // Keep it, but release ownership so another object can adopt it.
-        let mut released = info.config.clone();
-        released.metadata.remove(OWNER_KEY);
-        released.metadata.remove(CLUSTER_KEY);
-        released.metadata.retain(|k, _| !k.starts_with("_nats."));
-        if let Err(e) = js.update_stream(&released).await {
-            debug!(error = %e, "could not remove the ownership marker from a kept asset");
-        }
-        return keep(format!("spec.preventDelete is set: {noun} {name} is kept in JetStream (ownership marker removed)")).await;
-    }
-    match js.delete_stream(&name).await {
-        Ok(_) => {
-            ctx.event(
-                obj,
-                K::KIND,
-                false,
-                reason::DELETED,
-                format!("deleted {noun} {name}"),
-            )
-            .await;
-            Cleanup::Done
-        }
-        Err(e) => deletion_failed(obj, ctx, &key, &e).await,
-    }
-}
-
-async fn deletion_failed<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, e: &JsError) -> Cleanup {
-    let noun = K::NOUN;
-    let name = obj.asset().stream().to_string();
-    let age = obj
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| jiff::Timestamp::now().duration_since(t.0))
-        .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or_default();
-    if e.disposition() == Disposition::Transient && age < ctx.settings.deletion_grace {
-        let delay = ctx.backoff(&key.to_string());
-        warn!(object = %key, error = %e, retry_in = ?delay, "cannot delete asset yet");
-        return Cleanup::Retry(delay);
-    }
-    ctx.event(
-        obj,
-        K::KIND,
-        true,
-        reason::ORPHANED,
-        format!("could not delete {noun} {name} ({e}); releasing the object so its namespace is not blocked; the {noun} may remain in JetStream"),
-    )
-    .await;
-    Cleanup::Done
 }
 
 async fn add_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {

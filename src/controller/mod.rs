@@ -1,7 +1,9 @@
 //! The controllers: one per kind, on shared machinery (context, connection resolution,
 //! the generic reconcile engine, status writing, drift scans and advisory routing).
 
+pub mod assets;
 pub mod connect;
+pub mod consumer;
 pub mod engine;
 pub mod registry;
 pub mod runner;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::jetstream::api::JsApi;
 use crate::jetstream::connection::ConnEvent;
-use crate::jetstream::wire::StreamConfig;
+use crate::jetstream::wire::{ConsumerConfig, StreamConfig};
 
 /// Identity of a managed object.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,13 +49,13 @@ impl AssetRef {
     }
 }
 
-/// What the drift scan compares against.
-#[derive(Clone, Debug)]
-pub enum Expected {
-    /// Not known yet (never reconciled successfully).
-    Unknown,
-    /// The stream config the asset should have.
+/// An asset's configuration, as expected or as seen on the server (normalised).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AssetConfig {
+    /// A stream's.
     Stream(Box<StreamConfig>),
+    /// A consumer's.
+    Consumer(Box<ConsumerConfig>),
 }
 
 /// One managed object.
@@ -67,10 +67,10 @@ pub struct Registration {
     pub js: JsApi,
     /// The asset.
     pub asset: AssetRef,
-    /// Expected config.
-    pub expected: Expected,
-    /// Stalled at this generation: the scan does not retry it.
-    pub stalled: bool,
+    /// Expected config (known once the object was Ready).
+    pub expected: Option<AssetConfig>,
+    /// The asset as last seen on the server, normalised (`None`: missing or not read).
+    pub seen: Option<AssetConfig>,
     /// Ready condition is True.
     pub ready: bool,
     /// Asks the controller to reconcile this object now.
@@ -128,13 +128,34 @@ impl Registry {
             .unwrap_or((0, 0))
     }
 
+    /// Triggers the consumers of a stream on a connection (the stream just became Ready).
+    pub fn trigger_consumers_of(&self, conn: u64, stream: &str) -> usize {
+        let targets: Vec<Arc<dyn Fn() + Send + Sync>> = match self.inner.lock() {
+            Ok(m) => m
+                .values()
+                .filter(|r| {
+                    r.conn == conn
+                        && matches!(&r.asset, AssetRef::Consumer { stream: s, .. } if s == stream)
+                })
+                .map(|r| r.trigger.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for t in &targets {
+            t();
+        }
+        targets.len()
+    }
+
     /// Triggers every object an event concerns; returns how many.
     pub fn dispatch(&self, event: &ConnEvent) -> usize {
         let targets: Vec<Arc<dyn Fn() + Send + Sync>> = match self.inner.lock() {
             Ok(m) => m
                 .values()
                 .filter(|r| match event {
-                    ConnEvent::Reconnected { conn } => r.conn == *conn,
+                    ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => {
+                        r.conn == *conn
+                    }
                     ConnEvent::StreamChanged { conn, stream } => {
                         r.conn == *conn && r.asset.stream() == stream
                     }

@@ -14,6 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
+use crate::api::consumer::Consumer;
 use crate::api::stream::Stream;
 use crate::jetstream::connection::Pool;
 use crate::metrics::Metrics;
@@ -86,6 +87,12 @@ pub async fn run(
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
     for scope in &scopes {
         controllers.push(Box::pin(run_kind::<Stream>(
+            ctx.clone(),
+            scope.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        )));
+        controllers.push(Box::pin(run_kind::<Consumer>(
             ctx.clone(),
             scope.clone(),
             readiness.clone(),

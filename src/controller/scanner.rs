@@ -1,7 +1,8 @@
 //! Drift detection without an INFO per object: every resync interval, list the streams of
-//! each connection (one request per page) and compare them with what the managed objects
-//! expect; only objects whose asset is missing or different are reconciled. Also routes
-//! JetStream advisories and reconnects to the objects they concern.
+//! each connection (one request per page) and the consumers of each stream that has
+//! managed consumers, and compare them with what the managed objects expect; only objects
+//! whose asset is missing or different are reconciled. Also routes JetStream advisories
+//! and connection changes to the objects they concern.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::jetstream::api::JsApi;
 use crate::jetstream::connection::ConnEvent;
-use crate::jetstream::stream_config;
+use crate::jetstream::error::code;
+use crate::jetstream::{consumer_config, stream_config};
 
 use super::Context;
-use super::registry::{AssetRef, Expected};
+use super::registry::{AssetConfig, AssetRef, ObjKey, Registration};
 
 /// Runs the periodic scan until the process stops.
 pub async fn run_scans(ctx: Arc<Context>) {
@@ -34,57 +37,124 @@ pub async fn run_scans(ctx: Arc<Context>) {
     }
 }
 
+/// Decides whether an object needs a reconcile, given what the server lists now
+/// (`None`: not listed).
+fn drifted(r: &Registration, listed: Option<AssetConfig>, may_be_missing: bool) -> bool {
+    match listed {
+        // Not listed: reconcile confirms with INFO before recreating, because a listing can
+        // leave out assets that are offline.
+        None => !may_be_missing && (r.ready || r.seen.is_some()),
+        Some(now) => match (&r.expected, &now) {
+            (Some(AssetConfig::Stream(want)), AssetConfig::Stream(have)) if r.ready => {
+                !stream_config::diff(want, have).is_empty()
+            }
+            (Some(AssetConfig::Consumer(want)), AssetConfig::Consumer(have)) if r.ready => {
+                !consumer_config::diff(want, have).is_empty()
+            }
+            // Not Ready (stalled, read-only, retrying): look again only when the server
+            // side changed, so a stall never becomes a retry storm.
+            _ => r.seen.as_ref() != Some(&now),
+        },
+    }
+}
+
+fn trigger(key: &ObjKey, r: &Registration) -> usize {
+    debug!(object = %key, "drift scan: asset differs or is missing");
+    (r.trigger)();
+    1
+}
+
 /// One scan over every connection. Returns how many objects were triggered.
 pub async fn scan_once(ctx: &Context) -> usize {
     let regs = ctx.registry.snapshot();
-    // Group stream-backed objects by connection and API prefix.
+    // Group objects by connection and API prefix.
     let mut groups: HashMap<(u64, String), Vec<usize>> = HashMap::new();
     for (i, (_, r)) in regs.iter().enumerate() {
-        if matches!(r.asset, AssetRef::Stream(_)) {
-            groups
-                .entry((r.conn, r.js.prefix().to_string()))
-                .or_default()
-                .push(i);
-        }
+        groups
+            .entry((r.conn, r.js.prefix().to_string()))
+            .or_default()
+            .push(i);
     }
     let mut triggered = 0;
-    for ((_, _), members) in groups {
+    for members in groups.into_values() {
         let Some(first) = members.first() else {
             continue;
         };
         let js = &regs[*first].1.js;
-        let (streams, missing) = match js.list_streams().await {
+        triggered += scan_group(js, &regs, &members).await;
+    }
+    triggered
+}
+
+async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usize]) -> usize {
+    let mut triggered = 0;
+    let (streams, missing) = match js.list_streams().await {
+        Ok(l) => l,
+        Err(e) => {
+            // JetStream cannot be read: let every Ready object on it say why.
+            debug!(error = %e, "drift scan cannot list streams");
+            for i in members {
+                let (key, r) = &regs[*i];
+                if r.ready {
+                    triggered += trigger(key, r);
+                }
+            }
+            return triggered;
+        }
+    };
+    let by_name: HashMap<&str, _> = streams
+        .iter()
+        .map(|s| (s.config.name.as_str(), s))
+        .collect();
+    // Consumers are listed per stream, only for streams that have managed consumers.
+    let mut consumers_by_stream: HashMap<&str, Vec<usize>> = HashMap::new();
+    for i in members {
+        let (key, r) = &regs[*i];
+        match &r.asset {
+            AssetRef::Stream(name) => {
+                let listed = by_name.get(name.as_str()).map(|s| {
+                    AssetConfig::Stream(Box::new(stream_config::normalize(s.config.clone())))
+                });
+                if drifted(r, listed, missing.contains(name)) {
+                    triggered += trigger(key, r);
+                }
+            }
+            AssetRef::Consumer { stream, .. } => {
+                consumers_by_stream
+                    .entry(stream.as_str())
+                    .or_default()
+                    .push(*i);
+            }
+        }
+    }
+    for (stream, idx) in consumers_by_stream {
+        let listed = if by_name.contains_key(stream) {
+            js.list_consumers(stream).await
+        } else if missing.iter().any(|m| m == stream) {
+            continue;
+        } else {
+            Ok((Vec::new(), Vec::new()))
+        };
+        let (consumers, missing_consumers) = match listed {
             Ok(l) => l,
+            Err(e) if e.is(code::STREAM_NOT_FOUND) => (Vec::new(), Vec::new()),
             Err(e) => {
-                debug!(error = %e, "drift scan cannot list streams; objects retry on their own");
+                debug!(error = %e, stream, "drift scan cannot list consumers");
                 continue;
             }
         };
-        let by_name: HashMap<&str, _> = streams
-            .iter()
-            .map(|s| (s.config.name.as_str(), s))
-            .collect();
-        for i in members {
+        let by_consumer: HashMap<&str, _> =
+            consumers.iter().map(|c| (c.name.as_str(), c)).collect();
+        for i in idx {
             let (key, r) = &regs[i];
-            if r.stalled {
-                continue;
-            }
-            let AssetRef::Stream(name) = &r.asset else {
+            let AssetRef::Consumer { name, .. } = &r.asset else {
                 continue;
             };
-            let drifted = match (&r.expected, by_name.get(name.as_str())) {
-                // Not in the listing: reconcile confirms with INFO before recreating,
-                // because a listing can leave out streams that are offline.
-                (_, None) => !missing.contains(name) || !r.ready,
-                (Expected::Unknown, Some(_)) => !r.ready,
-                (Expected::Stream(want), Some(info)) => {
-                    !stream_config::diff(want, &info.config).is_empty()
-                }
-            };
-            if drifted {
-                debug!(object = %key, "drift scan: asset differs or is missing");
-                (r.trigger)();
-                triggered += 1;
+            let listed = by_consumer.get(name.as_str()).map(|c| {
+                AssetConfig::Consumer(Box::new(consumer_config::normalize(c.config.clone())))
+            });
+            if drifted(r, listed, missing_consumers.contains(name)) {
+                triggered += trigger(key, r);
             }
         }
     }
@@ -98,11 +168,20 @@ pub async fn route_events(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver
         if n > 0 {
             debug!(?ev, objects = n, "event triggered reconciles");
         }
-        if matches!(ev, ConnEvent::Reconnected { .. }) && n > 0 {
-            warn!(
-                objects = n,
-                "NATS connection restored; re-checking its objects"
-            );
+        match ev {
+            ConnEvent::Reconnected { .. } if n > 0 => {
+                warn!(
+                    objects = n,
+                    "NATS connection restored; re-checking its objects"
+                )
+            }
+            ConnEvent::Disconnected { .. } if n > 0 => {
+                warn!(
+                    objects = n,
+                    "NATS connection lost; its objects will report it"
+                )
+            }
+            _ => {}
         }
     }
 }

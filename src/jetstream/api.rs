@@ -11,7 +11,8 @@ use serde_json::Value;
 use super::connection::Conn;
 use super::error::{JsError, code};
 use super::wire::{
-    AccountInfo, StreamConfig, StreamInfo, StreamListPage, StreamRequest, SuccessResponse,
+    AccountInfo, ConsumerConfig, ConsumerInfo, ConsumerListPage, ConsumerRequest, PauseResponse,
+    StreamConfig, StreamInfo, StreamListPage, StreamRequest, SuccessResponse,
 };
 use crate::metrics::Metrics;
 
@@ -246,6 +247,136 @@ impl JsApi {
                 .await?;
             let n = page.streams.len();
             out.extend(page.streams);
+            missing.extend(page.missing);
+            offset += n;
+            if n == 0 || offset >= page.total {
+                break;
+            }
+        }
+        Ok((out, missing))
+    }
+
+    /// Consumer info; `None` when the consumer does not exist. A missing stream is an
+    /// error ([`code::STREAM_NOT_FOUND`]).
+    pub async fn consumer_info(
+        &self,
+        stream: &str,
+        name: &str,
+    ) -> Result<Option<ConsumerInfo>, JsError> {
+        match self
+            .call::<ConsumerInfo>(
+                "consumer.info",
+                self.subject(&format!("CONSUMER.INFO.{stream}.{name}")),
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.is(code::CONSUMER_NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_consumer(
+        &self,
+        op: &'static str,
+        action: &'static str,
+        stream: &str,
+        config: &ConsumerConfig,
+    ) -> Result<ConsumerInfo, JsError> {
+        let body = Self::json(
+            op,
+            &ConsumerRequest {
+                stream_name: stream,
+                config,
+                action,
+                pedantic: self.pedantic(),
+            },
+        )?;
+        self.call(
+            op,
+            self.subject(&format!("CONSUMER.CREATE.{stream}.{}", config.name)),
+            body,
+        )
+        .await
+    }
+
+    /// Creates a consumer (fails if one with that name exists with another config).
+    pub async fn create_consumer(
+        &self,
+        stream: &str,
+        config: &ConsumerConfig,
+    ) -> Result<ConsumerInfo, JsError> {
+        self.write_consumer("consumer.create", "create", stream, config)
+            .await
+    }
+
+    /// Updates an existing consumer in place (never recreates it).
+    pub async fn update_consumer(
+        &self,
+        stream: &str,
+        config: &ConsumerConfig,
+    ) -> Result<ConsumerInfo, JsError> {
+        self.write_consumer("consumer.update", "update", stream, config)
+            .await
+    }
+
+    /// Deletes a consumer; `false` when it (or its stream) did not exist.
+    pub async fn delete_consumer(&self, stream: &str, name: &str) -> Result<bool, JsError> {
+        match self
+            .call::<SuccessResponse>(
+                "consumer.delete",
+                self.subject(&format!("CONSUMER.DELETE.{stream}.{name}")),
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(r) => Ok(r.success),
+            Err(e) if e.is(code::CONSUMER_NOT_FOUND) || e.is(code::STREAM_NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pauses a consumer until `until` (RFC 3339), or resumes it with `None`.
+    pub async fn pause_consumer(
+        &self,
+        stream: &str,
+        name: &str,
+        until: Option<&str>,
+    ) -> Result<bool, JsError> {
+        let body = match until {
+            Some(t) => Self::json("consumer.pause", &serde_json::json!({ "pause_until": t }))?,
+            None => Vec::new(),
+        };
+        let r: PauseResponse = self
+            .call(
+                "consumer.pause",
+                self.subject(&format!("CONSUMER.PAUSE.{stream}.{name}")),
+                body,
+            )
+            .await?;
+        Ok(r.paused)
+    }
+
+    /// Every consumer of a stream with its configuration, one request per page.
+    pub async fn list_consumers(
+        &self,
+        stream: &str,
+    ) -> Result<(Vec<ConsumerInfo>, Vec<String>), JsError> {
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let body = Self::json("consumer.list", &serde_json::json!({ "offset": offset }))?;
+            let page: ConsumerListPage = self
+                .call(
+                    "consumer.list",
+                    self.subject(&format!("CONSUMER.LIST.{stream}")),
+                    body,
+                )
+                .await?;
+            let n = page.consumers.len();
+            out.extend(page.consumers);
             missing.extend(page.missing);
             offset += n;
             if n == 0 || offset >= page.total {

@@ -124,6 +124,11 @@ pub enum ConnEvent {
         /// Connection key.
         conn: u64,
     },
+    /// The connection went down: its objects should say so.
+    Disconnected {
+        /// Connection key.
+        conn: u64,
+    },
     /// A stream was deleted or updated by someone.
     StreamChanged {
         /// Connection key.
@@ -357,6 +362,7 @@ impl Pool {
                             if let Ok(mut e) = last_error.lock() {
                                 e.get_or_insert_with(|| "disconnected".into());
                             }
+                            let _ = events.send(ConnEvent::Disconnected { conn: key });
                         }
                         async_nats::Event::ServerError(err) => {
                             let text = err.to_string();
@@ -443,6 +449,7 @@ async fn watch_advisories(
     events: mpsc::UnboundedSender<ConnEvent>,
 ) {
     let subjects = [
+        "$JS.EVENT.ADVISORY.STREAM.CREATED.*",
         "$JS.EVENT.ADVISORY.STREAM.DELETED.*",
         "$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
         "$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",

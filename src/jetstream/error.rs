@@ -26,6 +26,10 @@ pub mod code {
     pub const REPLICAS_NOT_SUPPORTED: u64 = 10074;
     /// Consumer create or update refused.
     pub const CONSUMER_CREATE: u64 = 10012;
+    /// Strict create of a consumer that exists with another config.
+    pub const CONSUMER_ALREADY_EXISTS: u64 = 10148;
+    /// Update of a consumer that does not exist.
+    pub const CONSUMER_DOES_NOT_EXIST: u64 = 10149;
     /// No meta leader.
     pub const CLUSTER_NOT_AVAILABLE: u64 = 10008;
     /// Move in progress.
@@ -142,6 +146,9 @@ impl JsError {
                 code: c, err_code, ..
             } => match *err_code {
                 code::CLUSTER_NOT_AVAILABLE
+                | code::CONSUMER_ALREADY_EXISTS
+                | code::CONSUMER_DOES_NOT_EXIST
+                | code::STREAM_NOT_FOUND
                 | code::STREAM_MOVE_IN_PROGRESS
                 | code::STREAM_OFFLINE
                 | code::CONSUMER_OFFLINE

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod connection;
+pub mod consumer_config;
 pub mod error;
 pub mod owner;
 pub mod stream_config;

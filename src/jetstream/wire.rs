@@ -363,3 +363,163 @@ pub struct StreamRequest<'a> {
     #[serde(skip_serializing_if = "is_false")]
     pub pedantic: bool,
 }
+
+/// A consumer's configuration (`ConsumerConfig` on the server).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    /// Durable name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub durable_name: String,
+    /// Name (equals the durable name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `all`, `last`, `new`, `by_start_sequence`, `by_start_time`, `last_per_subject`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_policy: String,
+    /// Start sequence.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub opt_start_seq: i64,
+    /// Start time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// `none`, `all`, `explicit`, `flow_control`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ack_policy: String,
+    /// Ack wait in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ack_wait: i64,
+    /// Max deliveries (-1 unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_deliver: i64,
+    /// Backoff in nanoseconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoff: Vec<i64>,
+    /// Filter subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    /// Filter subjects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    /// `instant` or `original`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub replay_policy: String,
+    /// Rate limit (bits per second).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_bps: i64,
+    /// Sample frequency.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sample_freq: String,
+    /// Max outstanding pull requests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_waiting: i64,
+    /// Max unacknowledged messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    /// Flow control.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flow_control: bool,
+    /// Headers only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+    /// Max pull batch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_batch: i64,
+    /// Max pull expiry in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_expires: i64,
+    /// Max pull bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_bytes: i64,
+    /// Inactive threshold in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_threshold: i64,
+    /// Replicas (0: the stream's).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_replicas: i64,
+    /// Memory storage.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mem_storage: bool,
+    /// Metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Paused until (managed through the pause API, see the consumer reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// Priority groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<String>,
+    /// `none`, `overflow`, `pinned_client`, `prioritized`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub priority_policy: String,
+    /// Pinned client timeout in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority_timeout: i64,
+    /// Push delivery subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
+    /// Push queue group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_group: String,
+    /// Idle heartbeat in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_heartbeat: i64,
+}
+
+/// `CONSUMER.INFO` / `CONSUMER.CREATE` responses (and list entries).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// Stream name.
+    #[serde(default)]
+    pub stream_name: String,
+    /// Consumer name.
+    #[serde(default)]
+    pub name: String,
+    /// The stored configuration.
+    #[serde(default)]
+    pub config: ConsumerConfig,
+    /// Whether the consumer is paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// Cluster details.
+    #[serde(default)]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// A consumer create or update request.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsumerRequest<'a> {
+    /// Stream name.
+    pub stream_name: &'a str,
+    /// The config.
+    pub config: &'a ConsumerConfig,
+    /// `create` or `update`.
+    pub action: &'static str,
+    /// Refuse instead of silently adjusting the config (2.11+).
+    #[serde(skip_serializing_if = "is_false")]
+    pub pedantic: bool,
+}
+
+/// A `CONSUMER.LIST` page.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ConsumerListPage {
+    /// Total consumers.
+    #[serde(default)]
+    pub total: usize,
+    /// Consumers in this page.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerInfo>,
+    /// Consumers the server could not report.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+/// `CONSUMER.PAUSE` response.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PauseResponse {
+    /// Paused now.
+    #[serde(default)]
+    pub paused: bool,
+}

@@ -429,7 +429,21 @@ pub fn kubectl_apply_yaml(cp: &ControlPlane, ns: &str, yaml: &str) -> Output {
 
 /// Polls `f` every 100 ms until it returns `Some`, and returns that. Panics naming `what`
 /// after `timeout` (a call of `f` still running at the deadline is cut short).
-pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until_every(timeout, POLL, what, f).await
+}
+
+/// `wait_until` polling every `poll` instead of 100 ms (to measure short delays finely).
+pub async fn wait_until_every<T, F, Fut>(
+    timeout: Duration,
+    poll: Duration,
+    what: &str,
+    mut f: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -441,10 +455,10 @@ where
             Ok(None) => {}
             Err(_) => break,
         }
-        if tokio::time::Instant::now() + POLL > deadline {
+        if tokio::time::Instant::now() + poll > deadline {
             break;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
     }
     panic!("timed out after {timeout:?} waiting for {what}")
 }
@@ -899,10 +913,7 @@ pub fn generation(obj: &DynamicObject) -> Option<i64> {
 
 /// `status.observedGeneration` of an object.
 pub fn observed_generation(obj: &DynamicObject) -> Option<i64> {
-    obj.data
-        .get("status")?
-        .get("observedGeneration")?
-        .as_i64()
+    obj.data.get("status")?.get("observedGeneration")?.as_i64()
 }
 
 /// True when the status was computed for the object's current generation.
@@ -967,6 +978,28 @@ pub async fn wait_condition(
 /// Waits until object `name` is Ready=True at its current generation.
 pub async fn wait_ready(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
     wait_condition(api, name, "Ready", "True").await
+}
+
+/// `name -> (resourceVersion, status)` of every object the API lists: what a test compares
+/// to prove nothing was written, with the status to show what was.
+pub async fn snapshot(
+    api: &Api<DynamicObject>,
+) -> std::collections::BTreeMap<String, (String, serde_json::Value)> {
+    api.list(&kube::api::ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot list objects: {e}"))
+        .items
+        .into_iter()
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap_or_default(),
+                (
+                    o.metadata.resource_version.clone().unwrap_or_default(),
+                    o.data.get("status").cloned().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `name -> resourceVersion` of every object the API lists.
@@ -1141,7 +1174,8 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .then(|| value.trim().parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        // Not `sum()`: a float sum of nothing is -0.0.
+        .fold(0.0, |a, b| a + b)
 }
 
 // ---------------------------------------------------------------------------------------
