@@ -4,6 +4,8 @@
 pub mod common;
 pub mod conditions;
 pub mod consumer;
+pub mod keyvalue;
+pub mod objectstore;
 pub mod stream;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -23,7 +25,12 @@ pub const RECONCILE_REQUESTED_ANNOTATION: &str = "jetstream.nats.io/reconcile-re
 
 /// Every CRD the operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![stream::Stream::crd(), consumer::Consumer::crd()]
+    vec![
+        stream::Stream::crd(),
+        consumer::Consumer::crd(),
+        keyvalue::KeyValue::crd(),
+        objectstore::ObjectStore::crd(),
+    ]
 }
 
 /// Every CRD as a multi-document YAML stream.

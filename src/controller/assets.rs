@@ -260,7 +260,7 @@ pub async fn apply<K: Managed, A: AssetOps>(
     owner: &Owner,
     previous: Option<&AssetStatus>,
 ) -> Applied {
-    let noun = A::NOUN;
+    let noun = K::NOUN;
     let read_only = ctx.settings.read_only;
     let prevent_update = obj.common().prevent_update;
     let actual = match A::get(js, id).await {
@@ -555,7 +555,7 @@ pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context) -> Cleanup {
 
 async fn cleanup_asset<K: Managed, A: AssetOps>(obj: &K, ctx: &Context, id: &A::Id) -> Cleanup {
     let key = obj_key(obj);
-    let noun = A::NOUN;
+    let noun = K::NOUN;
     let keep = |why: String| async move {
         ctx.event(obj, K::KIND, false, reason::ORPHANED, why).await;
         Cleanup::Done
@@ -656,7 +656,7 @@ async fn deletion_failed<K: Managed, A: AssetOps>(
     id: &A::Id,
     e: &JsError,
 ) -> Cleanup {
-    let noun = A::NOUN;
+    let noun = K::NOUN;
     let age = obj
         .meta()
         .deletion_timestamp

@@ -2,6 +2,7 @@
 //! the generic reconcile engine, status writing, drift scans and advisory routing).
 
 pub mod assets;
+pub mod bucket;
 pub mod connect;
 pub mod consumer;
 pub mod engine;

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::api::consumer::Consumer;
+use crate::api::keyvalue::KeyValue;
+use crate::api::objectstore::ObjectStore;
 use crate::api::stream::Stream;
 use crate::jetstream::connection::Pool;
 use crate::metrics::Metrics;
@@ -86,17 +88,31 @@ pub async fn run(
     };
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
     for scope in &scopes {
+        let (c, r, d) = (&ctx, &readiness, &shutdown);
+        let s = || scope.clone();
         controllers.push(Box::pin(run_kind::<Stream>(
-            ctx.clone(),
-            scope.clone(),
-            readiness.clone(),
-            shutdown.clone(),
+            c.clone(),
+            s(),
+            r.clone(),
+            d.clone(),
         )));
         controllers.push(Box::pin(run_kind::<Consumer>(
-            ctx.clone(),
-            scope.clone(),
-            readiness.clone(),
-            shutdown.clone(),
+            c.clone(),
+            s(),
+            r.clone(),
+            d.clone(),
+        )));
+        controllers.push(Box::pin(run_kind::<KeyValue>(
+            c.clone(),
+            s(),
+            r.clone(),
+            d.clone(),
+        )));
+        controllers.push(Box::pin(run_kind::<ObjectStore>(
+            c.clone(),
+            s(),
+            r.clone(),
+            d.clone(),
         )));
     }
     info!(namespaces = ?settings.namespaces, resync = ?settings.resync, read_only = settings.read_only, "controllers starting");

@@ -2,6 +2,7 @@
 //! connections, the JetStream API client, errors and advisories.
 
 pub mod api;
+pub mod bucket_config;
 pub mod connection;
 pub mod consumer_config;
 pub mod error;

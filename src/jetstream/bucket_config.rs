@@ -1,0 +1,311 @@
+//! KeyValue and ObjectStore specs -> the configs of their backing streams (`KV_<bucket>`,
+//! `OBJ_<bucket>`), mapped the way the NATS clients' bucket APIs map them, so buckets made
+//! by NACK or by applications compare equal.
+
+use std::collections::BTreeMap;
+
+use crate::api::keyvalue::KeyValueSpec;
+use crate::api::objectstore::ObjectStoreSpec;
+use crate::api::stream::{Placement, Republish, Storage, StreamSource};
+
+use super::owner::Owner;
+use super::stream_config::{DEFAULT_DUPLICATE_WINDOW, InvalidSpec};
+use super::wire::{self, StreamConfig};
+
+/// Most values a key-value bucket keeps per key.
+pub const MAX_HISTORY: i64 = 64;
+
+/// The backing stream of a bucket.
+pub fn kv_stream_name(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The backing stream of an object store.
+pub fn obj_stream_name(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
+fn dur(field: &str, v: &Option<String>) -> Result<i64, InvalidSpec> {
+    match v {
+        None => Ok(0),
+        Some(s) => crate::api::common::parse_duration_nanos(s)
+            .map(|d| d.unwrap_or(0))
+            .map_err(|e| InvalidSpec(format!("{field}: {e}"))),
+    }
+}
+
+fn limit(v: Option<i64>) -> i64 {
+    match v {
+        None | Some(0) => -1,
+        Some(n) => n,
+    }
+}
+
+fn storage(s: Option<Storage>) -> String {
+    match s.unwrap_or(Storage::File) {
+        Storage::File => "file".into(),
+        Storage::Memory => "memory".into(),
+    }
+}
+
+fn placement(p: &Option<Placement>) -> Option<wire::Placement> {
+    p.as_ref().and_then(|p| {
+        let cluster = p.cluster.clone().unwrap_or_default();
+        (!cluster.is_empty() || !p.tags.is_empty()).then(|| wire::Placement {
+            cluster,
+            tags: p.tags.clone(),
+        })
+    })
+}
+
+fn republish(r: &Option<Republish>) -> Option<wire::Republish> {
+    r.as_ref().map(|r| wire::Republish {
+        src: r
+            .source
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| ">".into()),
+        dest: r.destination.clone().unwrap_or_default(),
+        headers_only: r.headers_only.unwrap_or(false),
+    })
+}
+
+fn duplicate_window(max_age: i64) -> i64 {
+    if max_age > 0 && max_age < DEFAULT_DUPLICATE_WINDOW {
+        max_age
+    } else {
+        DEFAULT_DUPLICATE_WINDOW
+    }
+}
+
+fn source(s: &StreamSource) -> wire::Source {
+    let external = match (
+        s.external_api_prefix.as_deref(),
+        s.external_deliver_prefix.as_deref(),
+    ) {
+        (None | Some(""), None | Some("")) => None,
+        (api, deliver) => Some(wire::External {
+            api: api.unwrap_or_default().to_string(),
+            deliver: deliver.unwrap_or_default().to_string(),
+        }),
+    };
+    wire::Source {
+        name: s.name.clone(),
+        opt_start_seq: s.opt_start_seq.unwrap_or(0),
+        opt_start_time: s.opt_start_time.clone().filter(|t| !t.is_empty()),
+        filter_subject: s.filter_subject.clone().unwrap_or_default(),
+        subject_transforms: s
+            .subject_transforms
+            .iter()
+            .map(|t| wire::Transform {
+                src: t.source.clone().unwrap_or_default(),
+                dest: t.dest.clone().unwrap_or_default(),
+            })
+            .collect(),
+        external,
+        consumer: None,
+    }
+}
+
+/// The backing stream of a key-value bucket.
+pub fn kv_stream(spec: &KeyValueSpec, owner: &Owner) -> Result<StreamConfig, InvalidSpec> {
+    let history = match spec.history {
+        None | Some(0) => 1,
+        Some(h) if (1..=MAX_HISTORY).contains(&h) => h,
+        Some(h) => {
+            return Err(InvalidSpec(format!(
+                "history {h} is out of range (1 to {MAX_HISTORY})"
+            )));
+        }
+    };
+    let max_age = dur("ttl", &spec.ttl)?;
+    let marker = match &spec.limit_marker_ttl {
+        None => 0,
+        Some(m) => m
+            .nanos()
+            .map_err(|e| InvalidSpec(format!("limitMarkerTtl: {e}")))?,
+    };
+    if marker != 0 && marker < 1_000_000_000 {
+        return Err(InvalidSpec("limitMarkerTtl must be at least 1s".into()));
+    }
+    let bucket = &spec.bucket;
+    let subjects_of = |b: &str| format!("$KV.{b}.>");
+    let mut mirror = None;
+    let mut sources = Vec::new();
+    let mut subjects = Vec::new();
+    let mut mirror_direct = false;
+    if let Some(m) = &spec.mirror {
+        let mut m = source(m);
+        if !m.name.starts_with("KV_") {
+            m.name = kv_stream_name(&m.name);
+        }
+        mirror = Some(m);
+        mirror_direct = true;
+    } else {
+        for s in &spec.sources {
+            let mut src = source(s);
+            if src.subject_transforms.is_empty() {
+                let origin = src
+                    .name
+                    .strip_prefix("KV_")
+                    .unwrap_or(&src.name)
+                    .to_string();
+                src.name = kv_stream_name(&origin);
+                if src.external.is_none() || origin != *bucket {
+                    src.subject_transforms = vec![wire::Transform {
+                        src: subjects_of(&origin),
+                        dest: subjects_of(bucket),
+                    }];
+                }
+            }
+            sources.push(src);
+        }
+        subjects.push(subjects_of(bucket));
+    }
+    let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
+    owner.stamp(&mut metadata);
+    Ok(StreamConfig {
+        name: kv_stream_name(bucket),
+        description: spec.description.clone().filter(|d| !d.is_empty()),
+        subjects,
+        retention: "limits".into(),
+        max_consumers: -1,
+        max_msgs: -1,
+        max_bytes: limit(spec.max_bytes),
+        max_age,
+        max_msgs_per_subject: history,
+        max_msg_size: limit(spec.max_value_size),
+        discard: "new".into(),
+        storage: storage(spec.storage),
+        num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
+        duplicate_window: if mirror.is_some() {
+            0
+        } else {
+            duplicate_window(max_age)
+        },
+        placement: placement(&spec.placement),
+        mirror,
+        sources,
+        deny_delete: true,
+        allow_rollup_hdrs: true,
+        compression: if spec.compression.unwrap_or(false) {
+            "s2"
+        } else {
+            "none"
+        }
+        .into(),
+        republish: republish(&spec.republish),
+        allow_direct: true,
+        mirror_direct,
+        metadata,
+        allow_msg_ttl: marker != 0,
+        subject_delete_marker_ttl: marker,
+        ..Default::default()
+    })
+}
+
+/// The backing stream of an object store.
+pub fn obj_stream(spec: &ObjectStoreSpec, owner: &Owner) -> Result<StreamConfig, InvalidSpec> {
+    let bucket = &spec.bucket;
+    let max_age = dur("ttl", &spec.ttl)?;
+    let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
+    owner.stamp(&mut metadata);
+    Ok(StreamConfig {
+        name: obj_stream_name(bucket),
+        description: spec.description.clone().filter(|d| !d.is_empty()),
+        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+        retention: "limits".into(),
+        max_consumers: -1,
+        max_msgs: -1,
+        max_bytes: limit(spec.max_bytes),
+        max_age,
+        max_msgs_per_subject: -1,
+        max_msg_size: -1,
+        discard: "new".into(),
+        storage: storage(spec.storage),
+        num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
+        duplicate_window: duplicate_window(max_age),
+        placement: placement(&spec.placement),
+        allow_rollup_hdrs: true,
+        compression: if spec.compression.unwrap_or(false) {
+            "s2"
+        } else {
+            "none"
+        }
+        .into(),
+        allow_direct: true,
+        metadata,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jetstream::stream_config::diff;
+
+    fn owner() -> Owner {
+        Owner::new("ns", "b", None)
+    }
+
+    #[test]
+    fn kv_maps_like_the_clients() {
+        let spec: KeyValueSpec =
+            serde_saphyr::from_str("bucket: settings\nhistory: 5\nttl: 1h\ncompression: true\n")
+                .unwrap();
+        let c = kv_stream(&spec, &owner()).unwrap();
+        assert_eq!(c.name, "KV_settings");
+        assert_eq!(c.subjects, vec!["$KV.settings.>"]);
+        assert_eq!(c.max_msgs_per_subject, 5);
+        assert_eq!(c.max_age, 3_600_000_000_000);
+        assert_eq!(c.discard, "new");
+        assert!(c.allow_rollup_hdrs && c.deny_delete && c.allow_direct && !c.deny_purge);
+        assert_eq!(c.compression, "s2");
+        assert_eq!(c.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
+    }
+
+    #[test]
+    fn kv_limit_marker_accepts_duration_or_nanos() {
+        let a: KeyValueSpec = serde_saphyr::from_str("bucket: b\nlimitMarkerTtl: 10m\n").unwrap();
+        let b: KeyValueSpec =
+            serde_saphyr::from_str("bucket: b\nlimitMarkerTtl: 600000000000\n").unwrap();
+        let ca = kv_stream(&a, &owner()).unwrap();
+        let cb = kv_stream(&b, &owner()).unwrap();
+        assert_eq!(ca.subject_delete_marker_ttl, 600_000_000_000);
+        assert!(ca.allow_msg_ttl);
+        assert!(diff(&ca, &cb).is_empty());
+        let short: KeyValueSpec =
+            serde_saphyr::from_str("bucket: b\nlimitMarkerTtl: 10\n").unwrap();
+        assert!(kv_stream(&short, &owner()).is_err());
+    }
+
+    #[test]
+    fn kv_sources_get_prefixed_and_transformed() {
+        let spec: KeyValueSpec =
+            serde_saphyr::from_str("bucket: all\nsources:\n- name: east\n- name: KV_west\n")
+                .unwrap();
+        let c = kv_stream(&spec, &owner()).unwrap();
+        assert_eq!(c.sources[0].name, "KV_east");
+        assert_eq!(c.sources[0].subject_transforms[0].src, "$KV.east.>");
+        assert_eq!(c.sources[0].subject_transforms[0].dest, "$KV.all.>");
+        assert_eq!(c.sources[1].name, "KV_west");
+        assert_eq!(c.subjects, vec!["$KV.all.>"]);
+        let mirror: KeyValueSpec =
+            serde_saphyr::from_str("bucket: copy\nmirror:\n  name: orig\n").unwrap();
+        let m = kv_stream(&mirror, &owner()).unwrap();
+        assert_eq!(m.mirror.unwrap().name, "KV_orig");
+        assert!(m.subjects.is_empty() && m.mirror_direct);
+    }
+
+    #[test]
+    fn object_store_maps_like_the_clients() {
+        let spec: ObjectStoreSpec =
+            serde_saphyr::from_str("bucket: files\nttl: 24h\nstorage: memory\n").unwrap();
+        let c = obj_stream(&spec, &owner()).unwrap();
+        assert_eq!(c.name, "OBJ_files");
+        assert_eq!(c.subjects, vec!["$O.files.C.>", "$O.files.M.>"]);
+        assert_eq!(c.discard, "new");
+        assert!(c.allow_rollup_hdrs && c.allow_direct);
+        assert_eq!(c.storage, "memory");
+    }
+}
