@@ -899,6 +899,14 @@ async fn restart_changes_nothing() {
     let before = snapshot(&env.api).await;
     let events0 = events_in(env.cp, env.ns()).await;
 
+    let t0 = Instant::now();
+    env.op.stop().await;
+    let stopped_in = t0.elapsed();
+    let stopped_cleanly = env.op.log().contains("controllers stopped");
+    eprintln!(
+        "RESTART the operator stopped in {} ms (graceful: {stopped_cleanly})",
+        ms(stopped_in)
+    );
     env.op.restart().await;
     env.wait_admin().await;
     // Every property is checked, and all that fail are reported together.

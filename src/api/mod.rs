@@ -1,6 +1,7 @@
 //! The `jetstream.nats.io/v1beta2` API: CRD types, schema, CEL rules and conditions.
 //! This module has no runtime dependencies beyond the types themselves.
 
+pub mod account;
 pub mod common;
 pub mod conditions;
 pub mod consumer;
@@ -30,6 +31,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         consumer::Consumer::crd(),
         keyvalue::KeyValue::crd(),
         objectstore::ObjectStore::crd(),
+        account::Account::crd(),
     ]
 }
 

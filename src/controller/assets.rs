@@ -19,7 +19,7 @@ use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY, Owner, Ownership};
 use crate::jetstream::stream_config;
 use crate::jetstream::wire::{ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo};
 
-use super::connect::Unresolved;
+use super::account::ResolveError;
 use super::engine::{Managed, error_state, is_paused, obj_key, resolve};
 use super::registry::{AssetConfig, AssetRef, ObjKey};
 use super::status::State;
@@ -148,7 +148,11 @@ impl AssetOps for ConsumerOps {
         AssetConfig::Consumer(Box::new(consumer_config::normalize(c.clone())))
     }
     fn facts(info: &ConsumerInfo) -> (Option<String>, Option<i64>) {
-        let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+        let leader = info
+            .cluster
+            .as_ref()
+            .filter(|c| c.name.is_some())
+            .and_then(|c| c.leader.clone());
         (leader, None)
     }
     async fn get(js: &JsApi, id: &ConsumerId) -> Result<Option<ConsumerInfo>, JsError> {
@@ -572,9 +576,22 @@ async fn cleanup_asset<K: Managed, A: AssetOps>(obj: &K, ctx: &Context, id: &A::
         ))
         .await;
     }
-    let resolved = match resolve(ctx, obj.common()) {
+    let resolved = match resolve(ctx, &key.namespace, obj.common()).await {
         Ok(r) => r,
-        Err(Unresolved(why)) => {
+        Err(ResolveError::Transient(why)) => {
+            return deletion_failed::<K, A>(
+                obj,
+                ctx,
+                &key,
+                id,
+                &JsError::Connection {
+                    servers: "-".into(),
+                    reason: why,
+                },
+            )
+            .await;
+        }
+        Err(ResolveError::Unresolved(why) | ResolveError::Forbidden(why)) => {
             ctx.event(
                 obj,
                 K::KIND,

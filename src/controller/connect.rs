@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::api::common::CommonSpec;
 use crate::jetstream::api::{DEFAULT_PREFIX, domain_prefix};
-use crate::jetstream::connection::{Auth, Settings, Tls};
+use crate::jetstream::connection::{Auth, Pem, Settings, Tls};
 
 use super::DefaultConnection;
 
@@ -29,6 +29,10 @@ fn nonempty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+fn file(path: &str) -> Pem {
+    Pem::File(PathBuf::from(path.trim()))
+}
+
 fn read(path: &str, what: &str) -> Result<String, Unresolved> {
     std::fs::read_to_string(path)
         .map_err(|e| Unresolved(format!("cannot read {what} file {path}: {e}")))
@@ -41,10 +45,10 @@ pub struct Layer {
     pub servers: Vec<String>,
     /// Auth (replaces wholesale when set).
     pub auth: Option<Auth>,
-    /// CA files (replace when non-empty).
-    pub ca_files: Vec<String>,
+    /// CA certificates (replace when non-empty).
+    pub ca: Vec<Pem>,
     /// Client cert and key (replace when both set).
-    pub client: Option<(String, String)>,
+    pub client: Option<(Pem, Pem)>,
     /// TLS first (can only turn it on).
     pub tls_first: bool,
     /// JetStream domain.
@@ -74,11 +78,11 @@ impl Layer {
                 .cloned()
                 .collect(),
             auth,
-            ca_files: nonempty(&d.tls_ca)
-                .map(|s| vec![s.to_string()])
+            ca: nonempty(&d.tls_ca)
+                .map(|s| vec![file(s)])
                 .unwrap_or_default(),
             client: match (nonempty(&d.tls_cert), nonempty(&d.tls_key)) {
-                (Some(c), Some(k)) => Some((c.to_string(), k.to_string())),
+                (Some(c), Some(k)) => Some((file(c), file(k))),
                 _ => None,
             },
             tls_first: d.tls_first,
@@ -96,16 +100,16 @@ impl Layer {
         } else {
             None
         };
-        let (ca_files, client) = match &c.tls {
+        let (ca, client) = match &c.tls {
             None => (Vec::new(), None),
             Some(t) => (
                 t.root_cas
                     .iter()
                     .filter(|s| !s.trim().is_empty())
-                    .cloned()
+                    .map(|s| file(s))
                     .collect(),
                 match (nonempty(&t.client_cert), nonempty(&t.client_key)) {
-                    (Some(c), Some(k)) => Some((c.to_string(), k.to_string())),
+                    (Some(c), Some(k)) => Some((file(c), file(k))),
                     _ => None,
                 },
             ),
@@ -118,7 +122,7 @@ impl Layer {
                 .cloned()
                 .collect(),
             auth,
-            ca_files,
+            ca,
             client,
             tls_first: c.tls_first,
             js_domain: nonempty(&c.js_domain).map(str::to_string),
@@ -131,8 +135,8 @@ impl Layer {
 pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, Unresolved> {
     let mut servers: Vec<String> = Vec::new();
     let mut auth = Auth::None;
-    let mut ca_files: Vec<String> = Vec::new();
-    let mut client: Option<(String, String)> = None;
+    let mut ca: Vec<Pem> = Vec::new();
+    let mut client: Option<(Pem, Pem)> = None;
     let mut tls_first = false;
     let mut js_domain: Option<String> = None;
     let mut api_prefix: Option<String> = None;
@@ -143,8 +147,8 @@ pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, Unre
         if let Some(a) = &l.auth {
             auth = a.clone();
         }
-        if !l.ca_files.is_empty() {
-            ca_files = l.ca_files.clone();
+        if !l.ca.is_empty() {
+            ca = l.ca.clone();
         }
         if l.client.is_some() {
             client = l.client.clone();
@@ -164,8 +168,8 @@ pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, Unre
         ));
     }
     let tls = Tls {
-        ca_files: ca_files.into_iter().map(PathBuf::from).collect(),
-        client: client.map(|(c, k)| (PathBuf::from(c), PathBuf::from(k))),
+        ca,
+        client,
         fingerprint: 0,
     }
     .fingerprinted()

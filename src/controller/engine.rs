@@ -27,6 +27,7 @@ use crate::jetstream::stream_config::InvalidSpec;
 use crate::jetstream::wire::StreamConfig;
 use crate::metrics::{ErrorLabels, KindLabels, ReconcileLabels};
 
+use super::account::{self, ResolveError};
 use super::assets::{self, Cleanup};
 use super::connect::{Layer, Resolved, Unresolved, merge};
 use super::registry::{AssetConfig, AssetRef, ObjKey, Registration};
@@ -110,17 +111,24 @@ pub(super) fn is_paused<K: Resource>(obj: &K) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Resolves the connection of an object.
-pub fn resolve(ctx: &Context, common: &CommonSpec) -> Result<Resolved, Unresolved> {
-    if let Some(account) = common.account.as_deref().filter(|a| !a.is_empty()) {
-        // Account objects arrive with the Account kind; until then say so plainly.
-        return Err(Unresolved(format!(
-            "spec.account {account:?} refers to an Account object, which this version of the operator does not read yet"
-        )));
+/// Resolves the connection of an object in `namespace`: the operator's default, then the
+/// Account it names (read with its Secrets), then its own fields (NACK's precedence).
+pub async fn resolve(
+    ctx: &Context,
+    namespace: &str,
+    common: &CommonSpec,
+) -> Result<Resolved, ResolveError> {
+    let unresolved = |e: Unresolved| ResolveError::Unresolved(e.0);
+    let mut layers =
+        vec![Layer::from_default(&ctx.settings.default_connection).map_err(unresolved)?];
+    let mut account = None;
+    if let Some(reference) = common.account.as_deref().filter(|a| !a.is_empty()) {
+        let (layer, id) = account::resolve_for(ctx, reference, namespace).await?;
+        layers.push(layer);
+        account = Some(id);
     }
-    let global = Layer::from_default(&ctx.settings.default_connection)?;
-    let object = Layer::from_object(common)?;
-    merge(&[global, object], None)
+    layers.push(Layer::from_object(common).map_err(unresolved)?);
+    merge(&layers, account).map_err(unresolved)
 }
 
 /// Entry point for the kube controller.
@@ -230,14 +238,11 @@ async fn reconcile_inner<K: Managed>(
     };
 
     // Connection.
-    let resolved = match resolve(ctx, obj.common()) {
+    let resolved = match resolve(ctx, &key.namespace, obj.common()).await {
         Ok(r) => r,
-        Err(Unresolved(message)) => {
+        Err(e) => {
             ctx.registry.remove(&key);
-            let state = State::Stalled {
-                reason: reason::CONNECTION_UNRESOLVED,
-                message,
-            };
+            let state = e.state();
             return finish(
                 obj.as_ref(),
                 ctx,

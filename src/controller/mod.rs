@@ -1,6 +1,7 @@
 //! The controllers: one per kind, on shared machinery (context, connection resolution,
 //! the generic reconcile engine, status writing, drift scans and advisory routing).
 
+pub mod account;
 pub mod assets;
 pub mod bucket;
 pub mod connect;
@@ -149,6 +150,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Managed objects.
     pub registry: Registry,
+    /// Recently resolved Accounts.
+    pub accounts: account::AccountCache,
     /// Consecutive transient failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -175,6 +178,7 @@ impl Context {
             metrics,
             recorder,
             registry: Registry::default(),
+            accounts: account::AccountCache::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

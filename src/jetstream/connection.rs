@@ -44,38 +44,122 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// TLS settings. Certificates are file paths, fingerprinted by content.
+/// Where a PEM document comes from: a file mounted into the operator, or the contents
+/// of a Secret key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Pem {
+    /// A file path.
+    File(PathBuf),
+    /// The PEM text itself.
+    Inline(String),
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pem::File(p) => write!(f, "{}", p.display()),
+            // Never print key material.
+            Pem::Inline(_) => f.write_str("<from secret>"),
+        }
+    }
+}
+
+impl Pem {
+    /// The PEM bytes.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Pem::File(p) => {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            }
+            Pem::Inline(s) => Ok(s.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// TLS settings, fingerprinted by content so that rotated certificates change the
+/// connection identity.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tls {
-    /// CA certificates (PEM files).
-    pub ca_files: Vec<PathBuf>,
-    /// Client certificate and key (PEM files).
-    pub client: Option<(PathBuf, PathBuf)>,
-    /// Hash of the files' contents when resolved, so rotation changes the identity.
+    /// CA certificates that verify the servers.
+    pub ca: Vec<Pem>,
+    /// Client certificate and key.
+    pub client: Option<(Pem, Pem)>,
+    /// Hash of the contents when resolved.
     pub fingerprint: u64,
 }
 
 impl Tls {
     /// True when nothing is configured.
     pub fn is_empty(&self) -> bool {
-        self.ca_files.is_empty() && self.client.is_none()
+        self.ca.is_empty() && self.client.is_none()
     }
 
-    /// Reads the files and records their fingerprint.
+    /// Reads the material and records its fingerprint.
     pub fn fingerprinted(mut self) -> Result<Self, String> {
         let mut h = DefaultHasher::new();
-        let mut files: Vec<&PathBuf> = self.ca_files.iter().collect();
+        let mut all: Vec<&Pem> = self.ca.iter().collect();
         if let Some((c, k)) = &self.client {
-            files.push(c);
-            files.push(k);
+            all.push(c);
+            all.push(k);
         }
-        for f in files {
-            let bytes =
-                std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            bytes.hash(&mut h);
+        for p in all {
+            p.read()?.hash(&mut h);
         }
         self.fingerprint = h.finish();
         Ok(self)
+    }
+
+    /// A rustls client configuration from this material (ring provider). Without a CA the
+    /// platform's roots verify the server.
+    pub fn client_config(&self) -> Result<async_nats::rustls::ClientConfig, String> {
+        use async_nats::rustls;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        if self.ca.is_empty() {
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                let _ = roots.add(cert);
+            }
+        }
+        for pem in &self.ca {
+            let bytes = pem.read()?;
+            let mut n = 0;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| format!("invalid CA certificate {pem:?}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("unusable CA certificate {pem:?}: {e}"))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(format!("no certificate found in CA {pem:?}"));
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots);
+        match &self.client {
+            None => Ok(builder.with_no_client_auth()),
+            Some((cert, key)) => {
+                let cert_bytes = cert.read()?;
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(&cert_bytes)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("invalid client certificate {cert:?}: {e}"))?;
+                if chain.is_empty() {
+                    return Err(format!("no certificate found in {cert:?}"));
+                }
+                let key_bytes = key.read()?;
+                let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
+                    .map_err(|e| format!("invalid client key {key:?}: {e}"))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| format!("client certificate and key do not match: {e}"))
+            }
+        }
     }
 }
 
@@ -367,22 +451,12 @@ impl Pool {
                         async_nats::Event::ServerError(err) => {
                             let text = err.to_string();
                             warn!(%servers, error = %text, "NATS server error");
-                            let lower = text.to_lowercase();
-                            if (lower.contains("authorization") || lower.contains("authentication"))
-                                && let Ok(mut a) = auth_failed.lock()
-                            {
-                                *a = true;
-                            }
-                            if let Ok(mut e) = last_error.lock() {
-                                *e = Some(text);
-                            }
+                            note_error(&last_error, &auth_failed, text);
                         }
                         async_nats::Event::ClientError(err) => {
                             let text = err.to_string();
                             debug!(%servers, error = %text, "NATS client error");
-                            if let Ok(mut e) = last_error.lock() {
-                                *e = Some(text);
-                            }
+                            note_error(&last_error, &auth_failed, text);
                         }
                         other => debug!(%servers, event = %other, "NATS connection event"),
                     }
@@ -399,13 +473,15 @@ impl Pool {
             Auth::Token(t) => opts.token(t.clone()),
             Auth::UserPassword(u, p) => opts.user_and_password(u.clone(), p.clone()),
         };
-        for ca in &settings.tls.ca_files {
-            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &settings.tls.client {
-            opts = opts
-                .add_client_certificate(cert.clone(), key.clone())
-                .require_tls(true);
+        if !settings.tls.is_empty() {
+            let tls = settings
+                .tls
+                .client_config()
+                .map_err(|reason| JsError::Auth {
+                    servers: servers.clone(),
+                    reason,
+                })?;
+            opts = opts.tls_client_config(tls).require_tls(true);
         }
         if settings.tls_first {
             opts = opts.tls_first();
@@ -440,6 +516,35 @@ impl Pool {
             last_used: Mutex::new(Instant::now()),
             advisories,
         })
+    }
+}
+
+/// True for errors that retrying with the same credentials or certificates cannot fix.
+pub fn is_auth_error(text: &str) -> bool {
+    let t = text.to_lowercase();
+    [
+        "authorization",
+        "authentication",
+        "certificate",
+        "unknownissuer",
+        "tls handshake",
+        "handshake failure",
+        "bad signature",
+        "user authentication expired",
+        "account authentication expired",
+    ]
+    .iter()
+    .any(|k| t.contains(k))
+}
+
+fn note_error(last_error: &Mutex<Option<String>>, auth_failed: &Mutex<bool>, text: String) {
+    if is_auth_error(&text)
+        && let Ok(mut a) = auth_failed.lock()
+    {
+        *a = true;
+    }
+    if let Ok(mut e) = last_error.lock() {
+        *e = Some(text);
     }
 }
 

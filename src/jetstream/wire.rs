@@ -289,7 +289,12 @@ pub struct StreamState {
 impl StreamInfo {
     /// The cluster leader and the replica count, as the server reports them.
     pub fn placement_facts(&self) -> (Option<String>, i64) {
-        let leader = self.cluster.as_ref().and_then(|c| c.leader.clone());
+        // A standalone server names itself leader; only a cluster's leader is a fact.
+        let leader = self
+            .cluster
+            .as_ref()
+            .filter(|c| c.name.is_some())
+            .and_then(|c| c.leader.clone());
         let replicas = self.config.num_replicas.max(1);
         (leader, replicas)
     }

@@ -1219,3 +1219,123 @@ pub async fn stream_names(js: &async_nats::jetstream::Context) -> Vec<String> {
     names.sort();
     names
 }
+
+// =======================================================================================
+// Consumers, buckets and kubectl tables (helpers of tests/consumers.rs and tests/buckets.rs)
+// =======================================================================================
+
+/// The events about the object `name` of `kind` (`Consumer`, `KeyValue`, ...) in `ns`.
+pub async fn events_about(
+    cp: &ControlPlane,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Vec<EventSummary> {
+    events_in(cp, ns)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind && e.name == name)
+        .collect()
+}
+
+/// A `jetstream.nats.io/v1beta2` manifest of `kind` called `name`; `spec` is YAML for the
+/// spec, unindented (blank lines are dropped).
+pub fn manifest(kind: &str, name: &str, spec: &str) -> String {
+    let spec: String = spec
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    format!("apiVersion: {GROUP}/{VERSION}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+/// The text of `examples/<file>` of this checkout.
+pub fn example(file: &str) -> String {
+    let path = repo_root().join("examples").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The info of consumer `name` on stream `stream`, `None` when the consumer or the stream
+/// does not exist. Panics on any other error.
+pub async fn consumer_info(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    name: &str,
+) -> Option<async_nats::jetstream::consumer::Info> {
+    use async_nats::jetstream::context::ConsumerInfoErrorKind;
+    let s = js
+        .get_stream_no_info(stream)
+        .await
+        .unwrap_or_else(|e| panic!("cannot get stream {stream}: {e}"));
+    match s.consumer_info(name).await {
+        Ok(i) => Some(i),
+        Err(e) => match e.kind() {
+            ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound => None,
+            _ => panic!("cannot get consumer {name} on stream {stream}: {e}"),
+        },
+    }
+}
+
+/// One table of `kubectl get` output: the header, and each row as column -> cell.
+#[derive(Clone, Debug)]
+pub struct KubectlTable {
+    /// Column names as kubectl prints them (`NAME`, `READY`, `ACK POLICY`, ...).
+    pub header: Vec<String>,
+    /// One map per row, column name -> cell text (trimmed; "" for an empty cell).
+    pub rows: Vec<std::collections::BTreeMap<String, String>>,
+}
+
+impl KubectlTable {
+    /// The row whose NAME is `name` or ends with `/<name>` (`kind.group/name` form).
+    pub fn row(&self, name: &str) -> Option<&std::collections::BTreeMap<String, String>> {
+        let suffix = format!("/{name}");
+        self.rows.iter().find(|r| {
+            r.get("NAME")
+                .is_some_and(|n| n == name || n.ends_with(&suffix))
+        })
+    }
+}
+
+/// Parses `kubectl get` output (one or more tables separated by blank lines). Columns are
+/// found from the header: names separated by two or more spaces, cells start where their
+/// header starts (kubectl pads with at least three spaces, and header names such as
+/// `ACK POLICY` contain one).
+pub fn parse_kubectl_tables(text: &str) -> Vec<KubectlTable> {
+    let mut tables = Vec::new();
+    for block in text.split("\n\n") {
+        let mut lines = block.lines().filter(|l| !l.trim().is_empty());
+        let Some(head) = lines.next() else { continue };
+        // Column starts: a non-space after the line start or after 2+ spaces.
+        let chars: Vec<char> = head.chars().collect();
+        let mut starts = Vec::new();
+        for i in 0..chars.len() {
+            let begins = chars[i] != ' '
+                && (i == 0 || (i >= 2 && chars[i - 1] == ' ' && chars[i - 2] == ' '));
+            if begins {
+                starts.push(i);
+            }
+        }
+        let cell = |line: &[char], k: usize| -> String {
+            let from = starts[k].min(line.len());
+            let to = starts
+                .get(k + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
+            line[from..to].iter().collect::<String>().trim().to_owned()
+        };
+        let header: Vec<String> = (0..starts.len()).map(|k| cell(&chars, k)).collect();
+        let rows = lines
+            .map(|l| {
+                let lc: Vec<char> = l.chars().collect();
+                header
+                    .iter()
+                    .enumerate()
+                    .map(|(k, h)| (h.clone(), cell(&lc, k)))
+                    .collect()
+            })
+            .collect();
+        tables.push(KubectlTable { header, rows });
+    }
+    tables
+}
