@@ -24,9 +24,13 @@ async fn livez() -> &'static str {
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     if s.readiness.is_ready() {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
+        let (synced, expected) = s.readiness.counts();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("watches not synced yet ({synced} of {expected})"),
+        )
     }
 }
 

@@ -174,9 +174,27 @@ pub struct RunArgs {
     /// RUST_LOG is used when this is not set.
     #[arg(long = "log-level", env = "JSO_LOG_LEVEL")]
     pub log_level: Option<String>,
-    /// Name of this pod (events name it as the reporting instance).
+    /// Name of this pod (events name it as the reporting instance; leader identity).
     #[arg(long = "pod-name", env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// Elect a leader through a Lease, so that several replicas can run and only one
+    /// writes. Needed whenever more than one replica runs.
+    #[arg(long = "leader-election", env = "JSO_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+    #[arg(long = "leader-election-namespace", env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long = "leader-election-lease",
+        env = "JSO_LEADER_ELECTION_LEASE",
+        default_value = "jetstream-operator"
+    )]
+    pub leader_election_lease: String,
+    /// How long a leader's Lease lasts without renewal (it renews a third before expiry); a
+    /// crashed leader is replaced within this time.
+    #[arg(long = "leader-election-duration", env = "JSO_LEADER_ELECTION_DURATION", default_value = "10s", value_parser = duration)]
+    pub leader_election_duration: Duration,
 }
 
 impl RunArgs {
@@ -200,6 +218,35 @@ impl RunArgs {
             max_connections: self.max_connections.max(1),
             instance: self.pod_name.clone(),
         }
+    }
+}
+
+impl RunArgs {
+    /// Leader election settings, when enabled.
+    pub fn leader_election(&self) -> Option<crate::controller::runner::LeaderElection> {
+        if !self.leader_election {
+            return None;
+        }
+        let identity = self
+            .pod_name
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "jetstream-operator".into());
+                format!("{host}-{}", std::process::id())
+            });
+        Some(crate::controller::runner::LeaderElection {
+            namespace: self
+                .leader_election_namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            lease_name: self.leader_election_lease.clone(),
+            identity,
+            duration_secs: self.leader_election_duration.as_secs().max(3),
+        })
     }
 }
 

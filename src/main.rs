@@ -44,8 +44,23 @@ async fn main() -> anyhow::Result<()> {
                     error!(error = %e, "admin server stopped");
                 }
             });
-            metrics.leader.set(1);
-            runner::run(client, settings, metrics, readiness, shutdown_signal()).await
+            match args.leader_election() {
+                Some(election) => {
+                    runner::run_elected(
+                        client,
+                        settings,
+                        metrics,
+                        readiness,
+                        election,
+                        shutdown_signal(),
+                    )
+                    .await
+                }
+                None => {
+                    metrics.leader.set(1);
+                    runner::run(client, settings, metrics, readiness, shutdown_signal()).await
+                }
+            }
         }
     }
 }

@@ -732,7 +732,9 @@ async fn consumer_reports_stream_deletion() {
         }
     };
 
-    js.delete_stream("events").await.expect("delete stream events");
+    js.delete_stream("events")
+        .await
+        .expect("delete stream events");
     let deleted_at = Instant::now();
     let waiting = next_ready(&mut seen).await;
     eprintln!(

@@ -896,6 +896,8 @@ async fn restart_changes_nothing() {
     for (name, ..) in EXAMPLE_STREAMS {
         created.insert(name, stream_info(&js, name).await.expect("stream").created);
     }
+    // Settled first (a scan after Ready), so that what follows is the restart's doing.
+    env.wait_scans(1).await;
     let before = snapshot(&env.api).await;
     let events0 = events_in(env.cp, env.ns()).await;
 

@@ -26,19 +26,212 @@ use super::account::{self, AccountCtx};
 use super::engine::{KindCtx, Managed, change_hash, error_policy, reconcile};
 use super::{Context, Settings, scanner};
 
-/// Counts watches that have finished their initial list (for /readyz).
+/// Counts watches that have finished their initial list (for /readyz). Once every watch
+/// has synced the process stays ready (a watch re-listing later is not an outage).
 #[derive(Default)]
 pub struct Readiness {
     expected: AtomicUsize,
     synced: AtomicUsize,
+    latched: std::sync::atomic::AtomicBool,
 }
 
 impl Readiness {
     /// True once every watch has synced.
     pub fn is_ready(&self) -> bool {
+        if self.latched.load(Ordering::SeqCst) {
+            return true;
+        }
         let e = self.expected.load(Ordering::SeqCst);
-        e > 0 && self.synced.load(Ordering::SeqCst) >= e
+        let ready = e > 0 && self.synced.load(Ordering::SeqCst) >= e;
+        if ready {
+            self.latched.store(true, Ordering::SeqCst);
+        }
+        ready
     }
+
+    /// (synced, expected) watch counts.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.synced.load(Ordering::SeqCst),
+            self.expected.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Forgets the watches counted so far (their tasks were stopped).
+    fn reset(&self) {
+        self.expected.store(0, Ordering::SeqCst);
+        self.synced.store(0, Ordering::SeqCst);
+    }
+
+    /// Registers one watch; returns what to call on its first completed list.
+    fn track<K>(
+        self: &Arc<Self>,
+    ) -> impl Fn(&Result<watcher::Event<K>, watcher::Error>) + Send + Sync + 'static {
+        self.expected.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        move |ev| {
+            if matches!(ev, Ok(watcher::Event::InitDone)) && !done.swap(true, Ordering::SeqCst) {
+                me.synced.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// This replica's identity.
+    pub identity: String,
+    /// Lease duration in seconds; the holder renews it a third of that before expiry.
+    pub duration_secs: u64,
+}
+
+/// Runs the controllers only while this replica holds the Lease. Followers keep watches
+/// (so /readyz reflects them, independent of leadership) and write nothing. A leader that
+/// loses the Lease stops and returns an error, so it never writes beside a new leader.
+pub async fn run_elected(
+    client: kube::Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    election: LeaderElection,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use kube_lease_manager::LeaseManagerBuilder;
+    check_crds(&client, &settings.namespaces).await?;
+    let duration = election.duration_secs.max(3);
+    let grace = (duration / 3).max(1);
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.namespace)
+        .with_identity(&election.identity)
+        .with_duration(duration)
+        .with_grace(grace)
+        .build()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up leader election with Lease {}/{}: {e}",
+                election.namespace,
+                election.lease_name
+            )
+        })?;
+    let (mut leader, lease_task) = manager.watch().await;
+    metrics.leader.set(0);
+    let followers = follower_watches(&client, &settings.namespaces, &readiness);
+    let mut shutdown = Box::pin(futures::future::FutureExt::shared(
+        Box::pin(shutdown) as BoxFuture<'static, ()>
+    ));
+    info!(identity = %election.identity, lease = %format!("{}/{}", election.namespace, election.lease_name), "waiting for leadership");
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("leader election stopped");
+                }
+            }
+            _ = &mut shutdown => {
+                for f in followers { f.abort(); }
+                drop(leader);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+        }
+    }
+    for f in followers {
+        f.abort();
+    }
+    // The controllers' own watches count from here on.
+    readiness.reset();
+    info!(identity = %election.identity, "became the leader");
+    metrics.leader.set(1);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let lost = lost.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = async {
+                    while leader.changed().await.is_ok() {
+                        if !*leader.borrow_and_update() {
+                            break;
+                        }
+                    }
+                } => {
+                    lost.store(true, Ordering::SeqCst);
+                }
+            }
+            // Dropping the receiver releases the Lease for a fast hand-over.
+            drop(leader);
+        }
+    };
+    run(client, settings, metrics.clone(), readiness, stop).await?;
+    metrics.leader.set(0);
+    let _ = lease_task.await;
+    if lost.load(Ordering::SeqCst) {
+        anyhow::bail!("lost the leader Lease; stopping so that only the new leader writes");
+    }
+    Ok(())
+}
+
+/// Watches every kind (no reconciling) so a follower's readiness means what a leader's
+/// does.
+fn follower_watches(
+    client: &kube::Client,
+    namespaces: &[String],
+    readiness: &Arc<Readiness>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    fn watch<K>(api: Api<K>, readiness: &Arc<Readiness>) -> tokio::task::JoinHandle<()>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (_reader, writer) = reflector::store();
+        let synced = readiness.track();
+        tokio::spawn(async move {
+            watcher(api, watcher::Config::default())
+                .inspect(synced)
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|_| async {})
+                .await;
+        })
+    }
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut out = Vec::new();
+    for scope in scopes {
+        macro_rules! api {
+            ($k:ty) => {
+                match &scope {
+                    Some(ns) => Api::<$k>::namespaced(client.clone(), ns),
+                    None => Api::<$k>::all(client.clone()),
+                }
+            };
+        }
+        out.push(watch(api!(Stream), readiness));
+        out.push(watch(api!(Consumer), readiness));
+        out.push(watch(api!(KeyValue), readiness));
+        out.push(watch(api!(ObjectStore), readiness));
+        out.push(watch(api!(Account), readiness));
+    }
+    out
 }
 
 /// Fails with a clear message when the CRDs are not installed.
@@ -182,17 +375,9 @@ async fn run_kind<K>(
         None => Api::all(ctx.client.clone()),
     };
     let (reader, writer) = reflector::store();
-    readiness.expected.fetch_add(1, Ordering::SeqCst);
-    {
-        let reader = reader.clone();
-        let readiness = readiness.clone();
-        tokio::spawn(async move {
-            if reader.wait_until_ready().await.is_ok() {
-                readiness.synced.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-    }
+    let synced = readiness.track();
     let stream = watcher(api, watcher::Config::default())
+        .inspect(synced)
         .default_backoff()
         .reflect(writer)
         .applied_objects()
@@ -253,17 +438,9 @@ async fn run_accounts(
     let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
     for api in scopes {
         let (reader, writer) = reflector::store();
-        readiness.expected.fetch_add(1, Ordering::SeqCst);
-        {
-            let reader = reader.clone();
-            let readiness = readiness.clone();
-            tokio::spawn(async move {
-                if reader.wait_until_ready().await.is_ok() {
-                    readiness.synced.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-        }
+        let synced = readiness.track();
         let stream = watcher(api, watcher::Config::default())
+            .inspect(synced)
             .default_backoff()
             .reflect(writer)
             .applied_objects()

@@ -1339,3 +1339,176 @@ pub fn parse_kubectl_tables(text: &str) -> Vec<KubectlTable> {
     }
     tables
 }
+
+// =======================================================================================
+// Connections and credentials (helpers of tests/connections.rs)
+// =======================================================================================
+
+impl Nats {
+    /// PID of the running nats-server (from `<dir>/nats.pid`), `None` when it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        if !self.running {
+            return None;
+        }
+        std::fs::read_to_string(self.path.join("nats.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Rewrites nats.conf with `edit` (which gets the current text) and makes the running
+    /// server reload it (`nats-server --signal reload=<pid>`), waiting until its log says it
+    /// did. Panics when the server refuses the new configuration.
+    pub async fn edit_config_and_reload(&self, edit: impl FnOnce(&str) -> String) {
+        let conf = self.conf_path();
+        let text = std::fs::read_to_string(&conf)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", conf.display()));
+        let edited = edit(&text);
+        assert_ne!(edited, text, "the edit did not change {}", conf.display());
+        std::fs::write(&conf, edited)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+        let reloads = |log: &str| log.matches("Reloaded server configuration").count();
+        let before = reloads(&self.log());
+        let pid = self.pid().expect("reload of a stopped nats-server");
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(tool("nats-server"))
+                .arg("--signal")
+                .arg(format!("reload={pid}"))
+                .stdin(Stdio::null())
+                .output()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("reload task failed: {e}"))
+        .unwrap_or_else(|e| panic!("cannot run nats-server --signal: {e}"));
+        assert!(
+            out.status.success(),
+            "nats-server --signal reload={pid} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "nats-server to log that it reloaded its configuration",
+            || async {
+                let log = self.log();
+                if log.contains("Failed to reload server configuration") {
+                    panic!("nats-server refused the new configuration:\n{log}");
+                }
+                (reloads(&log) > before).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Creates or replaces (server-side apply, harness field manager) Secret `name` in `ns`
+/// with `data` (key, text value).
+pub async fn put_secret(cp: &ControlPlane, ns: &str, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(ns.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    let mut body = serde_json::to_value(&secret)
+        .unwrap_or_else(|e| panic!("cannot serialise Secret {ns}/{name}: {e}"));
+    body["apiVersion"] = "v1".into();
+    body["kind"] = "Secret".into();
+    Api::<Secret>::namespaced(cp.client(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("jso-test-harness").force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot apply Secret {ns}/{name}: {e}"));
+}
+
+/// Deletes Secret `name` in `ns` (it must exist).
+pub async fn delete_secret(cp: &ControlPlane, ns: &str, name: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    Api::<Secret>::namespaced(cp.client(), ns)
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot delete Secret {ns}/{name}: {e}"));
+}
+
+/// Waits (up to `timeout`) until object `name` exists, its status is for its current
+/// generation and `pred` holds; returns it. The panic message names `what` and carries the
+/// last status seen.
+pub async fn wait_object(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&DynamicObject) -> bool,
+) -> DynamicObject {
+    let pred = &pred;
+    let found = poll_until(timeout, || async move {
+        let obj = api.get_opt(name).await.ok().flatten()?;
+        (status_is_current(&obj) && pred(&obj)).then_some(obj)
+    })
+    .await;
+    match found {
+        Some(obj) => obj,
+        None => {
+            let last = match api.get_opt(name).await {
+                Ok(Some(o)) => status_summary(&o),
+                Ok(None) => "(object does not exist)".into(),
+                Err(e) => format!("(cannot read it: {e})"),
+            };
+            panic!("timed out after {timeout:?} waiting for {name}: {what}; last seen: {last}")
+        }
+    }
+}
+
+/// Waits until object `name` is `Stalled=True` with one of `reasons` at its current
+/// generation; returns it.
+pub async fn wait_stalled(
+    api: &Api<DynamicObject>,
+    name: &str,
+    reasons: &[&str],
+    timeout: Duration,
+) -> DynamicObject {
+    wait_object(
+        api,
+        name,
+        &format!("Stalled=True with reason {}", reasons.join(" or ")),
+        timeout,
+        |o| {
+            condition(o, "Stalled")
+                .is_some_and(|(s, r, _)| s == "True" && reasons.contains(&r.as_str()))
+        },
+    )
+    .await
+}
+
+/// Waits until object `name` no longer exists.
+pub async fn wait_gone(api: &Api<DynamicObject>, name: &str, timeout: Duration) {
+    let gone = poll_until(timeout, || async move {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+    if gone.is_none() {
+        let last = match api.get_opt(name).await {
+            Ok(Some(o)) => format!(
+                "finalizers={:?} deletionTimestamp={:?} {}",
+                o.metadata.finalizers,
+                o.metadata.deletion_timestamp,
+                status_summary(&o)
+            ),
+            Ok(None) => "(gone now)".into(),
+            Err(e) => format!("(cannot read it: {e})"),
+        };
+        panic!("timed out after {timeout:?} waiting for {name} to be deleted; last seen: {last}");
+    }
+}
