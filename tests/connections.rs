@@ -165,7 +165,10 @@ fn assert_stall(obj: &DynamicObject, reason: &str, words: &str) {
 
 /// Waits until object `name` has `Ready=False` at its current generation.
 async fn wait_not_ready(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
-    wait_object(api, name, "Ready=False", WAIT, |o| ready_status(o) == "False").await
+    wait_object(api, name, "Ready=False", WAIT, |o| {
+        ready_status(o) == "False"
+    })
+    .await
 }
 
 /// Watches object `name` for `NOT_READY_WATCH` and fails if it becomes Ready.
@@ -176,10 +179,7 @@ async fn assert_stays_unready(api: &Api<DynamicObject>, name: &str) {
     })
     .await;
     if let Some(obj) = became_ready {
-        panic!(
-            "{name} became Ready but must not: {}",
-            status_summary(&obj)
-        );
+        panic!("{name} became Ready but must not: {}", status_summary(&obj));
     }
 }
 
@@ -236,8 +236,8 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType,
-            ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose,
         };
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -436,7 +436,8 @@ async fn account_token_from_secret() {
     let w = World::start("conn-token", &[]).await;
     assert_refuses_anonymous(nats.url()).await;
 
-    w.put_secret("nats-token", &[("token", "t0k3n-for-jso")]).await;
+    w.put_secret("nats-token", &[("token", "t0k3n-for-jso")])
+        .await;
     w.apply(&account(
         "app",
         &[nats.url()],
@@ -561,7 +562,11 @@ async fn account_mutual_tls() {
     w.apply(&account("app", &[nats.url()], &tls_from("nats-tls", true)));
     w.apply(&stream("orders", "orders", "account: app"));
     // The CA alone, without a client certificate: the server refuses the handshake.
-    w.apply(&account("ca-only", &[nats.url()], &tls_from("nats-tls", false)));
+    w.apply(&account(
+        "ca-only",
+        &[nats.url()],
+        &tls_from("nats-tls", false),
+    ));
     w.apply(&stream("no-client-cert", "nocert", "account: ca-only"));
 
     wait_ready(&w.streams, "orders").await;
@@ -570,10 +575,7 @@ async fn account_mutual_tls() {
     assert_owned_stream(&js, "orders", &w.id("orders")).await;
 
     let obj = wait_not_ready(&w.streams, "no-client-cert").await;
-    eprintln!(
-        "without a client certificate: {}",
-        status_summary(&obj)
-    );
+    eprintln!("without a client certificate: {}", status_summary(&obj));
     assert_stays_unready(&w.streams, "no-client-cert").await;
     assert_eq!(get_stream_config(&js, "nocert").await, None);
 }
@@ -639,7 +641,10 @@ async fn two_servers_with_a_stream_of_the_same_name() {
     let direct = wait_ready(&w.streams, "direct-b").await;
     assert_eq!(status_str(&a, "servers").as_deref(), Some(nats_a.url()));
     assert_eq!(status_str(&b, "servers").as_deref(), Some(nats_b.url()));
-    assert_eq!(status_str(&direct, "servers").as_deref(), Some(nats_b.url()));
+    assert_eq!(
+        status_str(&direct, "servers").as_deref(),
+        Some(nats_b.url())
+    );
     assert_eq!(status_str(&direct, "account"), None);
 
     let js_a = nats_a.jetstream().await;
@@ -771,8 +776,11 @@ async fn rotated_password_is_picked_up() {
 async fn wrong_password_stalls_with_the_servers_words() {
     let nats = Nats::start_with_config(&alice_conf("the-right-one")).await;
     let w = World::start("conn-wrong", &[]).await;
-    w.put_secret("nats-user", &[("user", "alice"), ("password", "a-wrong-one")])
-        .await;
+    w.put_secret(
+        "nats-user",
+        &[("user", "alice"), ("password", "a-wrong-one")],
+    )
+    .await;
     w.apply(&account("app", &[nats.url()], &user_from("nats-user")));
     w.apply(&stream("orders", "orders", "account: app"));
 
@@ -876,15 +884,10 @@ async fn account_deletion_waits_for_its_dependents() {
         "app",
         "deletion blocked by its dependent",
         WAIT,
-        |o| {
-            condition(o, "Stalled").is_some_and(|(s, r, _)| s == "True" && r == "DeletionBlocked")
-        },
+        |o| condition(o, "Stalled").is_some_and(|(s, r, _)| s == "True" && r == "DeletionBlocked"),
     )
     .await;
-    assert!(
-        blocked.metadata.deletion_timestamp.is_some(),
-        "{blocked:?}"
-    );
+    assert!(blocked.metadata.deletion_timestamp.is_some(), "{blocked:?}");
     let dependents: Vec<String> = blocked
         .data
         .get("status")
@@ -896,7 +899,12 @@ async fn account_deletion_waits_for_its_dependents() {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(dependents, vec![dependent.clone()], "{}", status_summary(&blocked));
+    assert_eq!(
+        dependents,
+        vec![dependent.clone()],
+        "{}",
+        status_summary(&blocked)
+    );
     let (_, _, message) = condition(&blocked, "Stalled").unwrap_or_default();
     assert!(message.contains(&dependent), "{message}");
 
@@ -923,7 +931,8 @@ async fn account_deletion_waits_for_its_dependents() {
 async fn unresolvable_connection_releases_a_deleted_object() {
     let nats = Nats::start_with_config("authorization {\n  token: \"orphan-t0ken\"\n}").await;
     let w = World::start("conn-orphan", &[]).await;
-    w.put_secret("nats-token", &[("token", "orphan-t0ken")]).await;
+    w.put_secret("nats-token", &[("token", "orphan-t0ken")])
+        .await;
     w.apply(&account(
         "app",
         &[nats.url()],
@@ -973,13 +982,7 @@ async fn unresolvable_connection_releases_a_deleted_object() {
 
     // 2. The Account's Secret is deleted.
     delete_secret(w.cp, w.ns(), "nats-token").await;
-    let acc = wait_stalled(
-        &w.accounts,
-        "app",
-        &["ConnectionUnresolved"],
-        ROTATION_WAIT,
-    )
-    .await;
+    let acc = wait_stalled(&w.accounts, "app", &["ConnectionUnresolved"], ROTATION_WAIT).await;
     assert_stall(&acc, "ConnectionUnresolved", "nats-token");
     let obj = wait_stalled(
         &w.streams,

@@ -616,23 +616,25 @@ async fn consumer_waits_for_stream() {
                 let g = seen.lock().expect("lock");
                 (g.0.is_none(), g.1.is_none())
             };
+            // Each object is stamped when its GET returns.
             let s = if need_stream {
-                env.streams.get_opt("later").await.ok().flatten()
+                let o = env.streams.get_opt("later").await.ok().flatten();
+                o.map(|o| (Instant::now(), o))
             } else {
                 None
             };
             let c = if need_consumer {
-                env.consumers.get_opt("early").await.ok().flatten()
+                let o = env.consumers.get_opt("early").await.ok().flatten();
+                o.map(|o| (Instant::now(), o))
             } else {
                 None
             };
-            let now = Instant::now();
             let mut g = seen.lock().expect("lock");
-            if let Some(s) = s.filter(is_ready_now) {
-                g.0.get_or_insert((now, s));
+            if let Some(s) = s.filter(|(_, o)| is_ready_now(o)) {
+                g.0.get_or_insert(s);
             }
-            if let Some(c) = c.filter(is_ready_now) {
-                g.1.get_or_insert((now, c));
+            if let Some(c) = c.filter(|(_, o)| is_ready_now(o)) {
+                g.1.get_or_insert(c);
             }
             (g.0.is_some() && g.1.is_some()).then_some(())
         },
@@ -641,7 +643,13 @@ async fn consumer_waits_for_stream() {
     let (stream_seen, consumer_seen) = std::mem::take(&mut *seen.lock().expect("lock"));
     let (t_stream, s_obj) = stream_seen.expect("stream seen Ready");
     let (t_consumer, c_obj) = consumer_seen.expect("consumer seen Ready");
-    let delay = t_consumer.saturating_duration_since(t_stream);
+    // Signed: the consumer may be seen Ready first (the stream's creation advisory can
+    // wake it before the Stream's status is written).
+    let delay_ms = if t_consumer >= t_stream {
+        ms(t_consumer - t_stream) as i128
+    } else {
+        -(ms(t_stream - t_consumer) as i128)
+    };
     let by_conditions = match (ready_transition(&s_obj), ready_transition(&c_obj)) {
         (Some(a), Some(b)) => format!(
             "{} ms",
@@ -650,14 +658,12 @@ async fn consumer_waits_for_stream() {
         _ => "unknown".into(),
     };
     eprintln!(
-        "CONSUMER-AFTER-STREAM ms={} (stream first seen Ready {} ms after apply; lastTransitionTime difference {by_conditions}, second resolution)",
-        ms(delay),
+        "CONSUMER-AFTER-STREAM ms={delay_ms} (stream first seen Ready {} ms after apply; lastTransitionTime difference {by_conditions}, second resolution)",
         ms(t_stream.duration_since(applied))
     );
     assert!(
-        delay < Duration::from_millis(3000),
-        "the consumer became Ready {} ms after its stream (resync is 60s)",
-        ms(delay)
+        delay_ms < 3000,
+        "the consumer became Ready {delay_ms} ms after its stream (resync is 60s)"
     );
     let info = consumer_info(&js, "later", "early")
         .await

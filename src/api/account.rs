@@ -190,7 +190,11 @@ pub struct AccountStatus {
 
     /// Standard conditions: `Ready` (the servers accept these settings), `Reconciling`,
     /// `Stalled`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::common::lenient_conditions"
+    )]
     #[schemars(schema_with = "super::common::conditions_schema")]
     pub conditions: Vec<Condition>,
 

@@ -114,7 +114,11 @@ pub struct AssetStatus {
     /// Standard conditions: `Ready` (the asset matches this generation's spec),
     /// `Reconciling` (work remains), `Stalled` (retrying cannot help until something
     /// changes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient_conditions"
+    )]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
 
@@ -151,6 +155,32 @@ pub struct AssetStatus {
     /// Number of replicas the server reports for the asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i64>,
+}
+
+/// Reads a condition list, skipping entries that are not valid Kubernetes conditions
+/// (NACK wrote its own condition shape; an object must never become unreadable because
+/// of an old status).
+pub fn lenient_conditions<'de, D>(d: D) -> Result<Vec<Condition>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: Option<Vec<serde_json::Value>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|mut v| {
+            // Fill what NACK may have left out, then parse strictly.
+            if let Some(o) = v.as_object_mut() {
+                for k in ["reason", "message"] {
+                    o.entry(k)
+                        .or_insert_with(|| serde_json::Value::String(String::new()));
+                }
+                o.entry("lastTransitionTime")
+                    .or_insert_with(|| serde_json::Value::String("1970-01-01T00:00:00Z".into()));
+            }
+            serde_json::from_value(v).ok()
+        })
+        .collect())
 }
 
 /// Schema of `status.conditions`: the standard Kubernetes Condition list, merged by `type`
@@ -224,6 +254,23 @@ pub fn parse_duration_nanos(s: &str) -> Result<Option<i64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nack_status_never_makes_an_object_unreadable() {
+        let s: AssetStatus = serde_json::from_value(serde_json::json!({
+            "observedGeneration": 3,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
+                 "lastTransitionTime": "2024-05-01T10:00:00.123456789Z"},
+                {"type": "Ready2", "status": "True"},
+                {"type": "Broken", "status": "True", "lastTransitionTime": "yesterday"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(s.conditions.len(), 2);
+        assert_eq!(s.conditions[0].type_, "Ready");
+        assert_eq!(s.observed_generation, Some(3));
+    }
 
     #[test]
     fn durations_parse_go_syntax() {

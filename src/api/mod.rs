@@ -24,15 +24,43 @@ pub const PAUSED_ANNOTATION: &str = "jetstream.nats.io/paused";
 /// Annotation whose change forces a reconcile (set it to a timestamp).
 pub const RECONCILE_REQUESTED_ANNOTATION: &str = "jetstream.nats.io/reconcile-requested-at";
 
-/// Every CRD the operator serves, in a stable order.
+/// Every CRD the operator serves, in a stable order. Stream and Consumer keep NACK's
+/// unserved `v1beta1` version, so that replacing NACK's CRDs stays valid on clusters that
+/// once stored v1beta1 objects.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut out = vec![
         stream::Stream::crd(),
         consumer::Consumer::crd(),
         keyvalue::KeyValue::crd(),
         objectstore::ObjectStore::crd(),
         account::Account::crd(),
-    ]
+    ];
+    for crd in out.iter_mut().take(2) {
+        crd.spec.versions.push(legacy_version());
+    }
+    out
+}
+
+/// NACK's old `v1beta1`: not served, not stored, any shape.
+fn legacy_version() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion{
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
+    };
+    CustomResourceDefinitionVersion {
+        name: "v1beta1".into(),
+        served: false,
+        storage: false,
+        deprecated: Some(true),
+        deprecation_warning: Some("jetstream.nats.io/v1beta1 is not served; use v1beta2".into()),
+        schema: Some(CustomResourceValidation {
+            open_api_v3_schema: Some(JSONSchemaProps {
+                type_: Some("object".into()),
+                x_kubernetes_preserve_unknown_fields: Some(true),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
 }
 
 /// Every CRD as a multi-document YAML stream.

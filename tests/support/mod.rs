@@ -595,8 +595,25 @@ pub struct Operator {
     kubeconfig: PathBuf,
     dir: Option<tempfile::TempDir>,
     log_path: PathBuf,
+    /// The binary this operator runs: a link to the build that was current at `start`.
+    exe: PathBuf,
     child: Option<Child>,
     watchdog: Option<Child>,
+}
+
+/// Links (or copies) the operator binary into `dir` under a neutral name. The operator keeps
+/// running this build across `restart()` even when cargo rebuilds the shared target
+/// directory meanwhile, and its process is not hit by name-based kills
+/// (`pkill jetstream-operator`) from other sessions on the machine.
+fn private_operator_binary(dir: &Path) -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_jetstream-operator"));
+    let exe = dir.join("jso-op");
+    if std::fs::hard_link(&built, &exe).is_err() {
+        std::fs::copy(&built, &exe).unwrap_or_else(|e| {
+            panic!("cannot copy {} to {}: {e}", built.display(), exe.display())
+        });
+    }
+    exe
 }
 
 impl Operator {
@@ -614,6 +631,7 @@ impl Operator {
     ) -> Operator {
         let dir = new_tempdir("jso-operator-");
         let log_path = dir.path().join("operator.log");
+        let exe = private_operator_binary(dir.path());
         let mut op = Operator {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             env: env
@@ -623,6 +641,7 @@ impl Operator {
             kubeconfig: cp.kubeconfig.clone(),
             dir: Some(dir),
             log_path,
+            exe,
             child: None,
             watchdog: None,
         };
@@ -644,7 +663,7 @@ impl Operator {
         let err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_jetstream-operator"))
+        let child = Command::new(&self.exe)
             .arg("run")
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -700,6 +719,14 @@ impl Operator {
         &self.log_path
     }
 
+    /// True when the current run logged "shutting down" (it got SIGTERM or SIGINT) although
+    /// the harness has not stopped it.
+    pub fn stopped_from_outside(&self) -> bool {
+        let log = self.log();
+        let current = log.rsplit("=== harness: ").next().unwrap_or_default();
+        self.child.is_some() && current.contains("shutting down")
+    }
+
     /// Everything the operator printed so far (all runs).
     pub fn log(&self) -> String {
         std::fs::read(&self.log_path)
@@ -712,6 +739,12 @@ impl Drop for Operator {
     fn drop(&mut self) {
         if std::thread::panicking() {
             dump_log("jetstream-operator", &self.log_path);
+            if self.child.is_some() && self.stopped_from_outside() {
+                eprintln!(
+                    "NOTE: the operator of this test shut down on a signal the harness did not send \
+                     (its log says \"shutting down\" while the harness still ran it)"
+                );
+            }
         }
         if let Some(mut c) = self.child.take() {
             terminate_blocking(&mut c);
