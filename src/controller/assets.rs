@@ -35,8 +35,6 @@ pub trait AssetOps {
     type Info: Send + Sync;
     /// What the asset is called in messages.
     const NOUN: &'static str;
-    /// What is lost when the asset is recreated (for the Warning event).
-    const LOST_ON_RECREATE: &'static str;
 
     /// The configuration inside an info.
     fn config(info: &Self::Info) -> &Self::Config;
@@ -77,7 +75,6 @@ impl AssetOps for StreamOps {
     type Config = StreamConfig;
     type Info = StreamInfo;
     const NOUN: &'static str = "stream";
-    const LOST_ON_RECREATE: &'static str = "the messages it held are gone";
 
     fn config(info: &StreamInfo) -> &StreamConfig {
         &info.config
@@ -132,8 +129,6 @@ impl AssetOps for ConsumerOps {
     type Config = ConsumerConfig;
     type Info = ConsumerInfo;
     const NOUN: &'static str = "consumer";
-    const LOST_ON_RECREATE: &'static str =
-        "its delivery state (acknowledged and pending messages) was lost";
 
     fn config(info: &ConsumerInfo) -> &ConsumerConfig {
         &info.config
@@ -289,7 +284,7 @@ pub async fn apply<K: Managed, A: AssetOps>(
                         K::KIND,
                         true,
                         reason::DRIFT_REPAIRED,
-                        format!("{noun} {id} was missing from JetStream (deleted behind the operator's back) and has been recreated; {}", A::LOST_ON_RECREATE),
+                        format!("{noun} {id} was missing from JetStream (deleted behind the operator's back) and has been recreated; {}", K::LOST_ON_RECREATE),
                     )
                     .await;
                     info!(kind = K::KIND, %id, "recreated");

@@ -14,6 +14,7 @@ impl Managed for KeyValue {
     const KIND: &'static str = "KeyValue";
     const FINALIZER: &'static str = "kv.nats.io/finalizer";
     const NOUN: &'static str = "key-value bucket";
+    const LOST_ON_RECREATE: &'static str = "the values it held are gone";
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common
@@ -36,6 +37,7 @@ impl Managed for ObjectStore {
     const KIND: &'static str = "ObjectStore";
     const FINALIZER: &'static str = "objectstore.nats.io/finalizer";
     const NOUN: &'static str = "object store";
+    const LOST_ON_RECREATE: &'static str = "the objects it held are gone";
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common

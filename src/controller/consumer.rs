@@ -12,6 +12,8 @@ impl Managed for Consumer {
     const KIND: &'static str = "Consumer";
     const FINALIZER: &'static str = "consumer.nats.io/finalizer";
     const NOUN: &'static str = "consumer";
+    const LOST_ON_RECREATE: &'static str =
+        "its delivery state (acknowledged and pending messages) was lost";
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common

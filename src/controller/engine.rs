@@ -60,6 +60,8 @@ pub trait Managed:
     const FINALIZER: &'static str;
     /// What the asset is called in messages ("stream", "consumer", ...).
     const NOUN: &'static str;
+    /// What is lost when the asset had to be recreated (for the Warning event).
+    const LOST_ON_RECREATE: &'static str = "the messages it held are gone";
 
     /// Connection, ownership and deletion fields.
     fn common(&self) -> &CommonSpec;
