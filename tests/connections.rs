@@ -528,14 +528,8 @@ async fn account_tls_verifies_the_server() {
     let js = js_with(nats.url(), pki.client(false)).await;
     assert_owned_stream(&js, "orders", &w.id("orders")).await;
 
-    let obj = wait_stalled(
-        &w.streams,
-        "unverified",
-        &["AuthenticationFailed"],
-        STALL_WAIT,
-    )
-    .await;
-    assert_stall(&obj, "AuthenticationFailed", "certificate");
+    wait_not_ready(&w.streams, "unverified").await;
+    assert_stays_unready(&w.streams, "unverified").await;
     assert_eq!(get_stream_config(&js, "unverified").await, None);
 }
 
@@ -614,6 +608,41 @@ async fn account_tls_first() {
     let acc = wait_not_ready(&w.accounts, "plain-start").await;
     eprintln!("Account without tlsFirst: {}", status_summary(&acc));
     assert_eq!(get_stream_config(&js, "latetls").await, None);
+}
+
+/// A server certificate the client cannot verify, and a client certificate the server
+/// requires but does not get, are certificate failures: retrying cannot help until the
+/// settings change, so the object stalls (AuthenticationFailed, the operator's class for
+/// auth and certificate failures) and says what failed.
+#[tokio::test]
+async fn tls_certificate_failures_stall_naming_the_cause() {
+    let pki = Pki::new();
+    let nats = Nats::start_with_config(&pki.server_block(&format!(
+        "ca_file: \"{}\"\n  verify: true",
+        pki.path("ca.crt")
+    )))
+    .await;
+    let w = World::start("conn-tlsfail", &[]).await;
+    w.put_secret("nats-tls", &[("ca.crt", &pki.ca)]).await;
+    // No CA: the server's certificate is not trusted.
+    w.apply(&account("no-ca", &[nats.url()], ""));
+    w.apply(&stream("unverified", "unverified", "account: no-ca"));
+    // The CA but no client certificate: the server refuses the handshake.
+    w.apply(&account(
+        "ca-only",
+        &[nats.url()],
+        &tls_from("nats-tls", false),
+    ));
+    w.apply(&stream("no-client-cert", "nocert", "account: ca-only"));
+
+    for name in ["unverified", "no-client-cert"] {
+        let obj = wait_stalled(&w.streams, name, &["AuthenticationFailed"], STALL_WAIT).await;
+        assert_stall(&obj, "AuthenticationFailed", "certificate");
+    }
+    for name in ["no-ca", "ca-only"] {
+        let obj = wait_stalled(&w.accounts, name, &["AuthenticationFailed"], STALL_WAIT).await;
+        assert_stall(&obj, "AuthenticationFailed", "certificate");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -713,7 +742,7 @@ async fn jetstream_domain() {
 #[tokio::test]
 async fn rotated_password_is_picked_up() {
     let nats = Nats::start_with_config(&alice_conf("before-rotation")).await;
-    let w = World::start("conn-rotate", &[]).await;
+    let mut w = World::start("conn-rotate", &[]).await;
     w.put_secret(
         "nats-user",
         &[("user", "alice"), ("password", "before-rotation")],
@@ -740,6 +769,8 @@ async fn rotated_password_is_picked_up() {
     eprintln!("after the server's change: {}", status_summary(&refused));
 
     // Then the Secret: the Stream comes back by itself.
+    let changes = |log: &str| log.matches("account settings changed").count();
+    let changes_before = changes(&w.op.log());
     w.put_secret(
         "nats-user",
         &[("user", "alice"), ("password", "after-rotation")],
@@ -762,12 +793,13 @@ async fn rotated_password_is_picked_up() {
 
     // Neither the operator nor the Stream object was touched.
     assert_eq!(w.op.pid(), Some(operator_pid));
+    assert!(w.op.exited().is_none(), "the operator exited");
     assert_eq!(after.metadata.generation, before.metadata.generation);
     assert_eq!(after.metadata.annotations, before.metadata.annotations);
     let js = js_with(nats.url(), alice("after-rotation")).await;
     assert_owned_stream(&js, "orders", &w.id("orders")).await;
     assert!(
-        w.op.log().contains("account settings changed"),
+        changes(&w.op.log()) > changes_before,
         "the operator did not log the rotation"
     );
 }
@@ -861,10 +893,13 @@ async fn cross_namespace_use_allowed_and_refused() {
     assert_eq!(get_stream_config(&js, "others").await, None);
 }
 
-#[tokio::test]
-async fn account_deletion_waits_for_its_dependents() {
+/// An Account `app` (user and password from a Secret) used by a Ready Stream `orders`,
+/// deleted: returns once its deletion is blocked (Stalled=True, DeletionBlocked).
+async fn account_with_blocked_deletion(
+    prefix: &str,
+) -> (Nats, World, async_nats::jetstream::Context, DynamicObject) {
     let nats = Nats::start_with_config(&alice_conf("keep-me")).await;
-    let w = World::start("conn-accdel", &[]).await;
+    let w = World::start(prefix, &[]).await;
     w.put_secret("nats-user", &[("user", "alice"), ("password", "keep-me")])
         .await;
     w.apply(&account("app", &[nats.url()], &user_from("nats-user")));
@@ -878,7 +913,6 @@ async fn account_deletion_waits_for_its_dependents() {
         .delete("app", &DeleteParams::default())
         .await
         .expect("delete the Account");
-    let dependent = format!("Stream {}", w.id("orders"));
     let blocked = wait_object(
         &w.accounts,
         "app",
@@ -887,6 +921,13 @@ async fn account_deletion_waits_for_its_dependents() {
         |o| condition(o, "Stalled").is_some_and(|(s, r, _)| s == "True" && r == "DeletionBlocked"),
     )
     .await;
+    (nats, w, js, blocked)
+}
+
+#[tokio::test]
+async fn account_deletion_waits_for_its_dependents() {
+    let (_nats, w, _js, blocked) = account_with_blocked_deletion("conn-accdel").await;
+    let dependent = format!("Stream {}", w.id("orders"));
     assert!(blocked.metadata.deletion_timestamp.is_some(), "{blocked:?}");
     let dependents: Vec<String> = blocked
         .data
@@ -907,6 +948,11 @@ async fn account_deletion_waits_for_its_dependents() {
     );
     let (_, _, message) = condition(&blocked, "Stalled").unwrap_or_default();
     assert!(message.contains(&dependent), "{message}");
+    let events = events_about(w.cp, w.ns(), "Account", "app").await;
+    assert!(
+        event_count(&events, "DeletionBlocked", Some("Warning")) >= 1,
+        "no Warning event DeletionBlocked: {events:?}"
+    );
 
     // The dependent goes; so does the Account.
     w.streams
@@ -915,16 +961,26 @@ async fn account_deletion_waits_for_its_dependents() {
         .expect("delete the Stream");
     wait_gone(&w.streams, "orders", WAIT).await;
     wait_gone(&w.accounts, "app", WAIT).await;
+}
 
-    // The Account was kept so that its dependent could still clean up: the stream was
-    // deleted from JetStream, not orphaned.
+/// The Account is kept while it has dependents so that they can still clean up: a dependent
+/// deleted while the Account waits deletes its stream from JetStream (it is not orphaned).
+#[tokio::test]
+async fn dependent_of_a_deleted_account_still_cleans_up() {
+    let (_nats, w, js, _) = account_with_blocked_deletion("conn-accdel-cleanup").await;
+    w.streams
+        .delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete the Stream");
+    wait_gone(&w.streams, "orders", WAIT).await;
+    wait_gone(&w.accounts, "app", WAIT).await;
     let events = events_about(w.cp, w.ns(), "Stream", "orders").await;
-    assert_eq!(
-        get_stream_config(&js, "orders").await.map(|c| c.name),
-        None,
+    assert!(
+        get_stream_config(&js, "orders").await.is_none(),
         "the stream was left in JetStream when its object was deleted; events: {events:?}"
     );
     assert_eq!(event_count(&events, "Orphaned", None), 0, "{events:?}");
+    assert!(event_count(&events, "Deleted", None) >= 1, "{events:?}");
 }
 
 #[tokio::test]

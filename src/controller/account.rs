@@ -206,11 +206,8 @@ pub async fn load(
             )));
         }
     };
-    if account.meta().deletion_timestamp.is_some() {
-        return Err(ResolveError::Unresolved(format!(
-            "Account {namespace}/{name} is being deleted"
-        )));
-    }
+    // An Account being deleted still resolves: its deletion waits for its dependents, and
+    // they need it to clean up their assets.
     let spec = account.spec.clone();
     let mut secrets = SecretReader {
         api: Api::namespaced(client.clone(), namespace),

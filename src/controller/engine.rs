@@ -193,15 +193,18 @@ async fn reconcile_inner<K: Managed>(
     let key = obj_key(obj.as_ref());
     let has_finalizer = obj.finalizers().iter().any(|f| f == K::FINALIZER);
 
+    let uid = obj.meta().uid.clone().unwrap_or_default();
     if obj.meta().deletion_timestamp.is_some() {
         if !has_finalizer {
             ctx.registry.remove(&key);
+            ctx.remember_status(&uid, None);
             return Ok((Action::await_change(), "deleted"));
         }
         return match assets::cleanup(obj.as_ref(), ctx).await {
             Cleanup::Done => {
                 remove_finalizer(obj.as_ref(), ctx).await?;
                 ctx.registry.remove(&key);
+                ctx.remember_status(&uid, None);
                 ctx.reset_backoff(&key.to_string());
                 Ok((Action::await_change(), "deleted"))
             }
@@ -219,7 +222,10 @@ async fn reconcile_inner<K: Managed>(
         add_finalizer(obj.as_ref(), ctx).await?;
     }
 
-    let previous = obj.asset_status().cloned();
+    // The status this process wrote last is at least as new as the cached object's.
+    let previous = ctx
+        .written_status(&uid)
+        .or_else(|| obj.asset_status().cloned());
     let owner = Owner::new(
         &key.namespace,
         &key.name,
@@ -468,7 +474,11 @@ async fn patch_finalizers<K: Managed>(
 }
 
 async fn write_paused<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {
-    let previous = obj.asset_status();
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let latest = ctx
+        .written_status(&uid)
+        .or_else(|| obj.asset_status().cloned());
+    let previous = latest.as_ref();
     let ready_status = previous
         .and_then(|p| conditions::find(&p.conditions, READY))
         .map(|c| c.status.as_str())

@@ -154,6 +154,9 @@ pub struct Context {
     pub accounts: account::AccountCache,
     /// Consecutive transient failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The status last written per object (by uid): newer than a cached object can be, so
+    /// decisions never rest on a status the operator has already replaced.
+    written: Mutex<HashMap<String, crate::api::common::AssetStatus>>,
 }
 
 impl Context {
@@ -180,6 +183,26 @@ impl Context {
             registry: Registry::default(),
             accounts: account::AccountCache::default(),
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The status this process last wrote for an object, if any.
+    pub fn written_status(&self, uid: &str) -> Option<crate::api::common::AssetStatus> {
+        self.written.lock().ok().and_then(|m| m.get(uid).cloned())
+    }
+
+    /// Remembers the status written for an object (`None` forgets it).
+    pub fn remember_status(&self, uid: &str, status: Option<crate::api::common::AssetStatus>) {
+        if let Ok(mut m) = self.written.lock() {
+            match status {
+                Some(s) => {
+                    m.insert(uid.to_string(), s);
+                }
+                None => {
+                    m.remove(uid);
+                }
+            }
         }
     }
 

@@ -93,7 +93,9 @@ where
         + Serialize
         + std::fmt::Debug,
 {
+    let uid = obj.meta().uid.clone().unwrap_or_default();
     if current == Some(next) {
+        ctx.remember_status(&uid, Some(next.clone()));
         return Ok(false);
     }
     let ns = obj.meta().namespace.clone().unwrap_or_default();

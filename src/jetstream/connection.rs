@@ -417,12 +417,17 @@ impl Pool {
             let auth_failed = auth_failed.clone();
             let servers = servers.clone();
             let was_connected = Arc::new(Mutex::new(false));
+            let probe = Arc::new(TlsProbe {
+                settings: settings.clone(),
+                running: std::sync::atomic::AtomicBool::new(false),
+            });
             opts = opts.event_callback(move |event| {
                 let events = events.clone();
                 let last_error = last_error.clone();
                 let auth_failed = auth_failed.clone();
                 let servers = servers.clone();
                 let was_connected = was_connected.clone();
+                let probe = probe.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -456,7 +461,13 @@ impl Pool {
                         async_nats::Event::ClientError(err) => {
                             let text = err.to_string();
                             debug!(%servers, error = %text, "NATS client error");
+                            let opaque = text.to_lowercase().contains("io error");
                             note_error(&last_error, &auth_failed, text);
+                            // The client reports TLS failures as a bare "IO error"; find
+                            // out what the handshake says so the status can name it.
+                            if opaque {
+                                probe.spawn(last_error.clone(), auth_failed.clone());
+                            }
                         }
                         other => debug!(%servers, event = %other, "NATS connection event"),
                     }
@@ -519,6 +530,100 @@ impl Pool {
     }
 }
 
+/// A TLS handshake made by hand to learn why the client's failed.
+struct TlsProbe {
+    settings: Settings,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl TlsProbe {
+    fn spawn(
+        self: &Arc<Self>,
+        last_error: Arc<Mutex<Option<String>>>,
+        auth_failed: Arc<Mutex<bool>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if self.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let found =
+                me.settings.servers.iter().find_map(|url| {
+                    tls_handshake(url, &me.settings.tls, me.settings.tls_first).err()
+                });
+            if let Some(reason) = found {
+                warn!(servers = %me.settings.display_servers(), %reason, "TLS handshake refused");
+                if let Ok(mut a) = auth_failed.lock() {
+                    *a = true;
+                }
+                if let Ok(mut e) = last_error.lock() {
+                    *e = Some(format!("TLS handshake failed: {reason}"));
+                }
+            }
+            me.running.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Connects to one server and completes a TLS handshake (after the NATS INFO line, unless
+/// TLS-first), then reads once so that a server refusing the client certificate is seen.
+/// `Err` only for TLS failures; a server that cannot be reached is not a TLS problem.
+fn tls_handshake(url: &str, tls: &Tls, tls_first: bool) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.trim_matches(['[', ']']), p.parse::<u16>().unwrap_or(4222)),
+        None => (hostport, 4222),
+    };
+    let Some(addr) = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return Ok(());
+    };
+    let Ok(mut sock) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+        return Ok(());
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+    if !tls_first {
+        // The server greets in plain text before the TLS upgrade.
+        let mut byte = [0u8; 1];
+        let mut n = 0;
+        while sock.read(&mut byte).map(|r| r == 1).unwrap_or(false) && byte[0] != b'\n' && n < 65536
+        {
+            n += 1;
+        }
+    }
+    let config = tls.client_config()?;
+    let name = async_nats::rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("invalid server name {host}: {e}"))?;
+    let mut conn = async_nats::rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(e.to_string());
+        }
+    }
+    // TLS 1.3 servers refuse a missing or bad client certificate after the handshake.
+    let mut stream = async_nats::rustls::Stream::new(&mut conn, &mut sock);
+    let _ = stream.write_all(b"PING\r\n");
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Err(e)
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::TimedOut =>
+        {
+            Err(e.to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// True for errors that retrying with the same credentials or certificates cannot fix.
 pub fn is_auth_error(text: &str) -> bool {
     let t = text.to_lowercase();
@@ -544,7 +649,13 @@ fn note_error(last_error: &Mutex<Option<String>>, auth_failed: &Mutex<bool>, tex
         *a = true;
     }
     if let Ok(mut e) = last_error.lock() {
-        *e = Some(text);
+        // Keep a diagnosed TLS failure rather than the client's bare "IO error".
+        let diagnosed = e
+            .as_deref()
+            .is_some_and(|p| p.starts_with("TLS handshake failed"));
+        if !(diagnosed && text.to_lowercase().contains("io error")) {
+            *e = Some(text);
+        }
     }
 }
 

@@ -1545,3 +1545,85 @@ pub async fn wait_gone(api: &Api<DynamicObject>, name: &str, timeout: Duration) 
         panic!("timed out after {timeout:?} waiting for {name} to be deleted; last seen: {last}");
     }
 }
+
+// =======================================================================================
+// Helm chart (helpers of tests/chart.rs)
+// =======================================================================================
+
+/// A helper process a test starts itself (e.g. a nats-server on a configuration the chart
+/// rendered), with stdout and stderr in `log_path`. Stopped by its PID when dropped or on
+/// `stop()` (SIGTERM, SIGKILL after 10 s), and by a watchdog if the test binary dies first.
+pub struct Background {
+    label: String,
+    log_path: PathBuf,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl Background {
+    /// Spawns `cmd` (stdin closed, output appended to `log_path`). Panics when it cannot
+    /// start.
+    pub fn spawn(label: &str, mut cmd: Command, log_path: &Path) -> Background {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
+        let pid = child.id().to_string();
+        let watchdog = spawn_watchdog(
+            "kill -TERM \"$1\" 2>/dev/null; i=0; \
+             while kill -0 \"$1\" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done; \
+             kill -KILL \"$1\" 2>/dev/null",
+            &[OsStr::new(&pid)],
+        );
+        Background {
+            label: label.to_owned(),
+            log_path: log_path.to_owned(),
+            child: Some(child),
+            watchdog: Some(watchdog),
+        }
+    }
+
+    /// `Some(exit status)` when the process has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Everything the process printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 10 s). Idempotent.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c).await;
+        }
+        kill_watchdog(&mut self.watchdog);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_log(&self.label, &self.log_path);
+        }
+        if let Some(mut c) = self.child.take() {
+            terminate_blocking(&mut c);
+        }
+        kill_watchdog(&mut self.watchdog);
+    }
+}
