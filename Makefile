@@ -22,11 +22,14 @@ build:
 
 crds: build
 	$(BIN) crd > crds/crds.yaml
+	scripts/sync-chart-crds
 
 # crds/ must be exactly what the code generates.
 check-crds: build
 	@$(BIN) crd | diff -u crds/crds.yaml - \
 	  || { echo "crds/ is out of date: run 'make crds' and commit the result" >&2; exit 1; }
+	@scripts/sync-chart-crds --check \
+	  || { echo "the chart's CRDs are out of date: run 'make crds' and commit the result" >&2; exit 1; }
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -377,7 +377,8 @@ async fn finish<K: Managed>(
         }
     }
     let next = status::next_status(previous, obj.meta().generation, &state.conditions(), bound);
-    status::write(ctx, obj, K::KIND, previous, &next).await?;
+    let wrote = status::write(ctx, obj, K::KIND, previous, &next).await?;
+    tracing::debug!(object = %key, ready = state.is_ready(), wrote, previous_ready = previous.is_some_and(|p| conditions::is_ready(&p.conditions)), "reconciled");
 
     let ready = state.is_ready();
     let was_ready = previous.is_some_and(|p| conditions::is_ready(&p.conditions));

@@ -113,5 +113,6 @@ where
         &Patch::Apply(body),
     )
     .await?;
+    ctx.remember_status(&uid, Some(next.clone()));
     Ok(true)
 }
