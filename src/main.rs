@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default()
                 .await
                 .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
-            let metrics = Arc::new(Metrics::default());
+            let metrics = Arc::new(Metrics::new());
             let readiness = Arc::new(Readiness::default());
             let (addr, server) =
                 admin::bind(args.admin_address, metrics.clone(), readiness.clone())

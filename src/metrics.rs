@@ -164,7 +164,69 @@ impl Default for Metrics {
     }
 }
 
+/// The kinds, for initialising per-kind series.
+pub const KINDS: [&str; 5] = ["Stream", "Consumer", "KeyValue", "ObjectStore", "Account"];
+
 impl Metrics {
+    /// A registry with every family present from the start (series at zero), so that
+    /// dashboards and alerts see them before the first event.
+    pub fn new() -> Self {
+        let m = Self::default();
+        for kind in KINDS {
+            m.ready.get_or_create(&KindLabels { kind }).set(0);
+            m.objects.get_or_create(&KindLabels { kind }).set(0);
+            let _ = m.reconcile_duration.get_or_create(&KindLabels { kind });
+            for outcome in [
+                "ready", "retry", "stalled", "waiting", "deleted", "paused", "error",
+            ] {
+                let _ = m
+                    .reconciles
+                    .get_or_create(&ReconcileLabels { kind, outcome });
+            }
+            for category in [
+                "connection",
+                "auth",
+                "timeout",
+                "no_responders",
+                "refused",
+                "api",
+                "kube",
+            ] {
+                let _ = m.errors.get_or_create(&ErrorLabels { kind, category });
+            }
+            for what in ["status", "finalizer", "event"] {
+                let _ = m.kube_writes.get_or_create(&WriteLabels { kind, what });
+            }
+        }
+        for op in [
+            "stream.info",
+            "stream.create",
+            "stream.update",
+            "stream.delete",
+            "stream.list",
+            "consumer.info",
+            "consumer.create",
+            "consumer.update",
+            "consumer.delete",
+            "consumer.list",
+            "consumer.pause",
+            "account.info",
+        ] {
+            let _ = m
+                .js_requests
+                .get_or_create(&ApiLabels { op, outcome: "ok" });
+            let _ = m.js_latency.get_or_create(&OpLabels { op });
+        }
+        m
+    }
+
+    /// Records a reconcile error by bounded category.
+    pub fn error(&self, kind: &'static str, category: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { kind, category })
+            .inc();
+    }
+
     /// Records one JetStream API request.
     pub fn js_request(&self, op: &'static str, outcome: &'static str, took: Duration) {
         self.js_requests

@@ -46,6 +46,15 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ResolveError::Unresolved(_) => "connection_unresolved",
+            ResolveError::Forbidden(_) => "forbidden",
+            ResolveError::Transient(_) => "kube",
+        }
+    }
+
     /// The state an object in this situation is in.
     pub fn state(&self) -> State {
         match self {

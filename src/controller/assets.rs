@@ -369,7 +369,7 @@ pub async fn apply<K: Managed, A: AssetOps>(
             applied.state = State::Ready(format!(
                 "{noun} {id} matches the spec (not stamped with an owner: {why})"
             ));
-            applied.adopted = adopting;
+            // Not stamped, so not adopted: deleting the object will leave it alone.
             return applied;
         }
         applied.state = State::Stalled {

@@ -250,6 +250,7 @@ async fn reconcile_inner<K: Managed>(
         Ok(r) => r,
         Err(e) => {
             ctx.registry.remove(&key);
+            ctx.metrics.error(K::KIND, e.category());
             let state = e.state();
             return finish(
                 obj.as_ref(),
@@ -271,6 +272,7 @@ async fn reconcile_inner<K: Managed>(
         Ok(c) => c,
         Err(e) => {
             ctx.registry.remove(&key);
+            ctx.metrics.error(K::KIND, e.category());
             let state = error_state(&e, K::NOUN);
             return finish(
                 obj.as_ref(),
@@ -339,6 +341,9 @@ async fn reconcile_inner<K: Managed>(
             assets::apply_consumer(obj.as_ref(), ctx, &js, &spec, &owner, previous.as_ref()).await
         }
     };
+    if let Some(e) = &applied.error {
+        ctx.metrics.error(K::KIND, e.category());
+    }
     bound.cluster_leader = applied.facts.0.clone();
     bound.replicas = applied.facts.1;
     bound.adopted |= applied.adopted;

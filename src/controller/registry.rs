@@ -159,6 +159,10 @@ impl Registry {
                     ConnEvent::StreamChanged { conn, stream } => {
                         r.conn == *conn && r.asset.stream() == stream
                     }
+                    ConnEvent::StreamCreated { conn, stream } => {
+                        r.conn == *conn
+                            && matches!(&r.asset, AssetRef::Consumer { stream: s, .. } if s == stream)
+                    }
                     ConnEvent::ConsumerDeleted {
                         conn,
                         stream,

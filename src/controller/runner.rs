@@ -12,7 +12,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::api::account::{Account, account_ref};
 use crate::api::consumer::Consumer;
@@ -106,21 +106,26 @@ pub async fn run_elected(
     check_crds(&client, &settings.namespaces).await?;
     let duration = election.duration_secs.max(3);
     let grace = (duration / 3).max(1);
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.namespace)
-        .with_identity(&election.identity)
-        .with_duration(duration)
-        .with_grace(grace)
-        .build()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot set up leader election with Lease {}/{}: {e}",
-                election.namespace,
-                election.lease_name
-            )
-        })?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let build = || async {
+        LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+            .with_namespace(&election.namespace)
+            .with_identity(&election.identity)
+            .with_duration(duration)
+            .with_grace(grace)
+            .build()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot set up leader election with Lease {}/{}: {e}",
+                    election.namespace,
+                    election.lease_name
+                )
+            })
+    };
+    let (mut leader, mut lease_task) = build().await?.watch().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &election.namespace);
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
     metrics.leader.set(0);
     let followers = follower_watches(&client, &settings.namespaces, &readiness);
     let mut shutdown = Box::pin(futures::future::FutureExt::shared(
@@ -135,6 +140,24 @@ pub async fn run_elected(
             changed = leader.changed() => {
                 if changed.is_err() {
                     anyhow::bail!("leader election stopped");
+                }
+            }
+            _ = poll.tick() => {
+                // A leader that stops gracefully releases the Lease, but the election
+                // library only looks again when the old Lease would have expired: take a
+                // released Lease at once by starting a fresh election.
+                let released = leases
+                    .get_opt(&election.lease_name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|l| l.spec)
+                    .is_some_and(|s| s.holder_identity.as_deref().unwrap_or("").is_empty());
+                if released {
+                    lease_task.abort();
+                    let (l, t) = build().await?.watch().await;
+                    leader = l;
+                    lease_task = t;
                 }
             }
             _ = &mut shutdown => {
@@ -169,7 +192,8 @@ pub async fn run_elected(
                     lost.store(true, Ordering::SeqCst);
                 }
             }
-            // Dropping the receiver releases the Lease for a fast hand-over.
+            // Dropping the receiver releases the Lease (followers still wait out its
+            // last-seen expiry before taking it).
             drop(leader);
         }
     };
@@ -316,7 +340,19 @@ pub async fn run(
         shutdown.clone(),
     )));
     info!(namespaces = ?settings.namespaces, resync = ?settings.resync, read_only = settings.read_only, "controllers starting");
-    futures::future::join_all(controllers).await;
+    // A controller asked to stop before its first list completes can wait for it forever;
+    // after a shutdown request, give the controllers a bounded time to finish.
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = deadline => warn!("controllers did not stop within 3s of the shutdown request; exiting anyway"),
+    }
     for b in background {
         b.abort();
     }

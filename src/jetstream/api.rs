@@ -81,6 +81,8 @@ impl JsApi {
         let result = self.call_inner(op, subject, body).await;
         let outcome = match &result {
             Ok(_) => "ok",
+            // Asking for an asset that does not exist is how creation starts, not a failure.
+            Err(e) if e.is(code::STREAM_NOT_FOUND) || e.is(code::CONSUMER_NOT_FOUND) => "not_found",
             Err(e) => e.category(),
         };
         self.metrics.js_request(op, outcome, started.elapsed());

@@ -213,6 +213,13 @@ pub enum ConnEvent {
         /// Connection key.
         conn: u64,
     },
+    /// A stream was created (its waiting consumers can go ahead).
+    StreamCreated {
+        /// Connection key.
+        conn: u64,
+        /// Stream name.
+        stream: String,
+    },
     /// A stream was deleted or updated by someone.
     StreamChanged {
         /// Connection key.
@@ -236,7 +243,11 @@ pub fn advisory_event(conn: u64, subject: &str) -> Option<ConnEvent> {
     let rest = subject.strip_prefix("$JS.EVENT.ADVISORY.")?;
     let parts: Vec<&str> = rest.split('.').collect();
     match parts.as_slice() {
-        ["STREAM", "DELETED" | "UPDATED" | "CREATED", stream] => Some(ConnEvent::StreamChanged {
+        ["STREAM", "CREATED", stream] => Some(ConnEvent::StreamCreated {
+            conn,
+            stream: (*stream).to_string(),
+        }),
+        ["STREAM", "DELETED" | "UPDATED", stream] => Some(ConnEvent::StreamChanged {
             conn,
             stream: (*stream).to_string(),
         }),

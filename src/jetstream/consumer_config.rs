@@ -58,7 +58,8 @@ pub fn desired(
         .collect::<Result<_, _>>()?;
     let mut ack_wait = dur("ackWait", &spec.ack_wait)?;
     if ack_policy == AckPolicy::None {
-        ack_wait = 0;
+        // No acknowledgements: the server has no default, but keeps a value it is given
+        // (NACK wrote `1ns`), so the spec's value is kept as written.
     } else if let Some(first) = backoff.first() {
         if ack_wait == 0 {
             ack_wait = *first;
@@ -336,6 +337,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.ack_policy, "none");
+        assert_eq!(c.ack_wait, 1, "NACK's 1ns is what the live consumer has");
         assert_eq!(c.priority_policy, "");
         assert_eq!(c.pause_until, None);
         let c = desired(
