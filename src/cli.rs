@@ -70,6 +70,14 @@ pub struct ConnArgs {
     /// Default password.
     #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// File holding the default token (read at every connection, so a rotated file is
+    /// picked up); wins over --token.
+    #[arg(long = "token-file", env = "NATS_TOKEN_FILE")]
+    pub token_file: Option<String>,
+    /// File holding the default password (read at every connection); wins over
+    /// --password.
+    #[arg(long = "password-file", env = "NATS_PASSWORD_FILE")]
+    pub password_file: Option<String>,
     /// CA certificate file that verifies the servers.
     #[arg(long = "tls-ca", alias = "tlsca", env = "NATS_TLS_CA")]
     pub tls_ca: Option<String>,
@@ -98,6 +106,8 @@ impl ConnArgs {
             creds: self.creds.clone(),
             nkey: self.nkey.clone(),
             token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            password_file: self.password_file.clone(),
             user: self.user.clone(),
             password: self.password.clone(),
             tls_ca: self.tls_ca.clone(),

@@ -64,11 +64,20 @@ impl Layer {
             Some(Auth::Creds(read(c, "credentials")?))
         } else if let Some(n) = nonempty(&d.nkey) {
             Some(Auth::Nkey(read(n, "nkey seed")?.trim().to_string()))
+        } else if let Some(f) = nonempty(&d.token_file) {
+            Some(Auth::Token(read(f, "token")?.trim().to_string()))
         } else if let Some(t) = nonempty(&d.token) {
             Some(Auth::Token(t.to_string()))
+        } else if let Some(u) = nonempty(&d.user) {
+            let password = match nonempty(&d.password_file) {
+                Some(f) => read(f, "password")?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                None => d.password.clone().unwrap_or_default(),
+            };
+            Some(Auth::UserPassword(u.to_string(), password))
         } else {
-            nonempty(&d.user)
-                .map(|u| Auth::UserPassword(u.to_string(), d.password.clone().unwrap_or_default()))
+            None
         };
         Ok(Layer {
             servers: d
@@ -194,6 +203,7 @@ pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, Unre
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::DefaultConnection;
 
     #[test]
     fn object_fields_override_the_default() {
@@ -213,6 +223,40 @@ mod tests {
         assert_eq!(r.prefix, "$JS.hub.API");
         let r = merge(&[global], None).unwrap();
         assert_eq!(r.prefix, "$JS.API");
+    }
+
+    #[test]
+    fn token_and_password_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("token");
+        std::fs::write(&t, "s3cret\n").unwrap();
+        let d = DefaultConnection {
+            servers: vec!["nats://x:4222".into()],
+            token: Some("ignored".into()),
+            token_file: Some(t.display().to_string()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Layer::from_default(&d).unwrap().auth,
+            Some(Auth::Token("s3cret".into()))
+        );
+        let p = dir.path().join("password");
+        std::fs::write(&p, "pw\n").unwrap();
+        let d = DefaultConnection {
+            servers: vec!["nats://x:4222".into()],
+            user: Some("app".into()),
+            password_file: Some(p.display().to_string()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Layer::from_default(&d).unwrap().auth,
+            Some(Auth::UserPassword("app".into(), "pw".into()))
+        );
+        let missing = DefaultConnection {
+            token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        };
+        assert!(Layer::from_default(&missing).is_err());
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct DefaultConnection {
     pub user: Option<String>,
     /// Password.
     pub password: Option<String>,
+    /// Token file.
+    pub token_file: Option<String>,
+    /// Password file.
+    pub password_file: Option<String>,
     /// CA file.
     pub tls_ca: Option<String>,
     /// Client certificate file.
