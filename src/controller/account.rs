@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -25,8 +25,8 @@ use crate::metrics::{KindLabels, ReconcileLabels};
 
 use super::connect::{Layer, merge};
 use super::engine::{error_state, is_paused};
-use super::status::State;
-use super::{Context, Error, MANAGER};
+use super::status::{self, State};
+use super::{Context, Error};
 
 /// The finalizer on Accounts (NACK's name).
 pub const FINALIZER: &str = "account.nats.io/finalizer";
@@ -398,23 +398,7 @@ async fn dependents(ctx: &Context, account: &Account) -> Result<Vec<String>, kub
 }
 
 async fn write_status(ctx: &Context, account: &Account, next: &AccountStatus) -> Result<(), Error> {
-    if account.status.as_ref() == Some(next) {
-        return Ok(());
-    }
-    let api: Api<Account> =
-        Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": Account::api_version(&()),
-        "kind": Account::kind(&()),
-        "status": next,
-    });
-    ctx.metrics.kube_write("Account", "status");
-    api.patch_status(
-        &account.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    status::apply_status(ctx, account, "Account", account.status.as_ref(), next).await?;
     Ok(())
 }
 
@@ -444,23 +428,7 @@ async fn patch_finalizers(
     account: &Account,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api: Api<Account> =
-        Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": { "finalizers": finalizers, "resourceVersion": account.resource_version() }
-    });
-    ctx.metrics.kube_write("Account", "finalizer");
-    match api
-        .patch(
-            &account.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        r => r.map(|_| ()).map_err(Error::from),
-    }
+    status::patch_finalizers(ctx, account, "Account", finalizers).await
 }
 
 /// Reconciles an Account.

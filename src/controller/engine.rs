@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -447,7 +446,7 @@ pub fn error_state(e: &JsError, noun: &str) -> State {
 async fn add_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(K::FINALIZER.to_string());
-    patch_finalizers(obj, ctx, finalizers).await
+    status::patch_finalizers(ctx, obj, K::KIND, finalizers).await
 }
 
 async fn remove_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {
@@ -457,34 +456,7 @@ async fn remove_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Erro
         .filter(|f| *f != K::FINALIZER)
         .cloned()
         .collect();
-    match patch_finalizers(obj, ctx, finalizers).await {
-        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => Ok(()),
-        r => r,
-    }
-}
-
-/// Replaces the finalizer list, guarded by resourceVersion so a concurrent change is not
-/// overwritten (a conflict retries).
-async fn patch_finalizers<K: Managed>(
-    obj: &K,
-    ctx: &Context,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": obj.resource_version(),
-        }
-    });
-    ctx.metrics.kube_write(K::KIND, "finalizer");
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    status::patch_finalizers(ctx, obj, K::KIND, finalizers).await
 }
 
 async fn write_paused<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {

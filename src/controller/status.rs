@@ -94,8 +94,29 @@ where
         + std::fmt::Debug,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
+    let wrote = apply_status(ctx, obj, kind, current, next).await?;
+    ctx.remember_status(&uid, Some(next.clone()));
+    Ok(wrote)
+}
+
+/// Server-side applies `next` to the status subresource of any of the operator's kinds,
+/// unless it equals `current`. Returns whether it wrote.
+pub async fn apply_status<K, S>(
+    ctx: &Context,
+    obj: &K,
+    kind: &'static str,
+    current: Option<&S>,
+    next: &S,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
     if current == Some(next) {
-        ctx.remember_status(&uid, Some(next.clone()));
         return Ok(false);
     }
     let ns = obj.meta().namespace.clone().unwrap_or_default();
@@ -113,6 +134,43 @@ where
         &Patch::Apply(body),
     )
     .await?;
-    ctx.remember_status(&uid, Some(next.clone()));
     Ok(true)
+}
+
+/// Replaces an object's finalizer list, guarded by resourceVersion so that a concurrent
+/// change is not overwritten (a conflict retries). An object already gone is fine.
+pub async fn patch_finalizers<K>(
+    ctx: &Context,
+    obj: &K,
+    kind: &'static str,
+    finalizers: Vec<String>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(
+        ctx.client.clone(),
+        &obj.meta().namespace.clone().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": obj.meta().resource_version,
+        }
+    });
+    ctx.metrics.kube_write(kind, "finalizer");
+    match api
+        .patch(
+            &obj.meta().name.clone().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        r => r.map(|_| ()).map_err(Error::from),
+    }
 }

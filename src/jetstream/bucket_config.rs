@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::api::keyvalue::KeyValueSpec;
 use crate::api::objectstore::ObjectStoreSpec;
-use crate::api::stream::{Placement, Republish, Storage, StreamSource};
 
+use super::mapping::{
+    default_duplicate_window as duplicate_window, dur, limit, placement, republish, source, storage,
+};
 use super::owner::Owner;
-use super::stream_config::{DEFAULT_DUPLICATE_WINDOW, InvalidSpec};
+use super::stream_config::InvalidSpec;
 use super::wire::{self, StreamConfig};
 
 /// Most values a key-value bucket keeps per key.
@@ -23,88 +25,6 @@ pub fn kv_stream_name(bucket: &str) -> String {
 /// The backing stream of an object store.
 pub fn obj_stream_name(bucket: &str) -> String {
     format!("OBJ_{bucket}")
-}
-
-fn dur(field: &str, v: &Option<String>) -> Result<i64, InvalidSpec> {
-    match v {
-        None => Ok(0),
-        Some(s) => crate::api::common::parse_duration_nanos(s)
-            .map(|d| d.unwrap_or(0))
-            .map_err(|e| InvalidSpec(format!("{field}: {e}"))),
-    }
-}
-
-fn limit(v: Option<i64>) -> i64 {
-    match v {
-        None | Some(0) => -1,
-        Some(n) => n,
-    }
-}
-
-fn storage(s: Option<Storage>) -> String {
-    match s.unwrap_or(Storage::File) {
-        Storage::File => "file".into(),
-        Storage::Memory => "memory".into(),
-    }
-}
-
-fn placement(p: &Option<Placement>) -> Option<wire::Placement> {
-    p.as_ref().and_then(|p| {
-        let cluster = p.cluster.clone().unwrap_or_default();
-        (!cluster.is_empty() || !p.tags.is_empty()).then(|| wire::Placement {
-            cluster,
-            tags: p.tags.clone(),
-        })
-    })
-}
-
-fn republish(r: &Option<Republish>) -> Option<wire::Republish> {
-    r.as_ref().map(|r| wire::Republish {
-        src: r
-            .source
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| ">".into()),
-        dest: r.destination.clone().unwrap_or_default(),
-        headers_only: r.headers_only.unwrap_or(false),
-    })
-}
-
-fn duplicate_window(max_age: i64) -> i64 {
-    if max_age > 0 && max_age < DEFAULT_DUPLICATE_WINDOW {
-        max_age
-    } else {
-        DEFAULT_DUPLICATE_WINDOW
-    }
-}
-
-fn source(s: &StreamSource) -> wire::Source {
-    let external = match (
-        s.external_api_prefix.as_deref(),
-        s.external_deliver_prefix.as_deref(),
-    ) {
-        (None | Some(""), None | Some("")) => None,
-        (api, deliver) => Some(wire::External {
-            api: api.unwrap_or_default().to_string(),
-            deliver: deliver.unwrap_or_default().to_string(),
-        }),
-    };
-    wire::Source {
-        name: s.name.clone(),
-        opt_start_seq: s.opt_start_seq.unwrap_or(0),
-        opt_start_time: s.opt_start_time.clone().filter(|t| !t.is_empty()),
-        filter_subject: s.filter_subject.clone().unwrap_or_default(),
-        subject_transforms: s
-            .subject_transforms
-            .iter()
-            .map(|t| wire::Transform {
-                src: t.source.clone().unwrap_or_default(),
-                dest: t.dest.clone().unwrap_or_default(),
-            })
-            .collect(),
-        external,
-        consumer: None,
-    }
 }
 
 /// The backing stream of a key-value bucket.
@@ -242,7 +162,7 @@ pub fn obj_stream(spec: &ObjectStoreSpec, owner: &Owner) -> Result<StreamConfig,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jetstream::stream_config::diff;
+    use crate::jetstream::stream_config::{DEFAULT_DUPLICATE_WINDOW, diff};
 
     fn owner() -> Owner {
         Owner::new("ns", "b", None)

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
-use crate::api::common::parse_duration_nanos;
 use crate::api::consumer::{AckPolicy, ConsumerSpec, DeliverPolicy, PriorityPolicy, ReplayPolicy};
 
+use super::mapping::{dur, json_diff, nonempty};
 use super::owner::Owner;
 use super::stream_config::InvalidSpec;
 use super::wire::{ConsumerConfig, StreamConfig};
@@ -20,19 +18,6 @@ pub const DEFAULT_MAX_WAITING: i64 = 512;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
 /// The server's default pinned-client timeout (2 min).
 pub const DEFAULT_PRIORITY_TIMEOUT: i64 = 120_000_000_000;
-
-fn dur(field: &str, v: &Option<String>) -> Result<i64, InvalidSpec> {
-    match v {
-        None => Ok(0),
-        Some(s) => parse_duration_nanos(s)
-            .map(|d| d.unwrap_or(0))
-            .map_err(|e| InvalidSpec(format!("{field}: {e}"))),
-    }
-}
-
-fn nonempty(v: &Option<String>) -> Option<String> {
-    v.as_ref().filter(|s| !s.is_empty()).cloned()
-}
 
 /// Parses an RFC 3339 time to a canonical UTC string (so offsets compare equal).
 pub fn canonical_time(s: &str) -> Option<String> {
@@ -216,18 +201,7 @@ pub fn normalize(mut c: ConsumerConfig) -> ConsumerConfig {
 pub fn diff(desired: &ConsumerConfig, actual: &ConsumerConfig) -> Vec<String> {
     let d = normalize(desired.clone());
     let a = normalize(actual.clone());
-    let (Ok(Value::Object(dm)), Ok(Value::Object(am))) =
-        (serde_json::to_value(&d), serde_json::to_value(&a))
-    else {
-        return vec!["config".into()];
-    };
-    let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| dm.get(*k) != am.get(*k))
-        .map(|k| k.to_string())
-        .collect()
+    json_diff(&d, &a)
 }
 
 #[cfg(test)]

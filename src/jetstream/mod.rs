@@ -6,6 +6,7 @@ pub mod bucket_config;
 pub mod connection;
 pub mod consumer_config;
 pub mod error;
+pub mod mapping;
 pub mod owner;
 pub mod stream_config;
 pub mod wire;

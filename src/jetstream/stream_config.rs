@@ -3,76 +3,21 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::api::stream::{Compression, Discard, PersistMode, Retention, StreamSpec};
 
-use crate::api::common::parse_duration_nanos;
-use crate::api::stream::{
-    Compression, Discard, PersistMode, Retention, Storage, StreamSource, StreamSpec,
+use super::mapping::{
+    default_duplicate_window, dur, json_diff, limit, nonempty, placement, republish, source,
+    storage,
 };
-
 use super::owner::Owner;
 use super::wire::{self, StreamConfig};
 
-/// The server's default duplicate window (2 minutes).
-pub const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
+pub use super::mapping::DEFAULT_DUPLICATE_WINDOW;
 
 /// A spec that cannot become a valid configuration.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidSpec(pub String);
-
-fn dur(field: &str, v: &Option<String>) -> Result<i64, InvalidSpec> {
-    match v {
-        None => Ok(0),
-        Some(s) => parse_duration_nanos(s)
-            .map(|d| d.unwrap_or(0))
-            .map_err(|e| InvalidSpec(format!("{field}: {e}"))),
-    }
-}
-
-fn limit(v: Option<i64>) -> i64 {
-    match v {
-        None | Some(0) => -1,
-        Some(n) if n < -1 => -1,
-        Some(n) => n,
-    }
-}
-
-fn opt_str(v: &Option<String>) -> Option<String> {
-    v.as_ref().filter(|s| !s.is_empty()).cloned()
-}
-
-fn source(s: &StreamSource) -> wire::Source {
-    let external = match (
-        opt_str(&s.external_api_prefix),
-        opt_str(&s.external_deliver_prefix),
-    ) {
-        (None, None) => None,
-        (api, deliver) => Some(wire::External {
-            api: api.unwrap_or_default(),
-            deliver: deliver.unwrap_or_default(),
-        }),
-    };
-    wire::Source {
-        name: s.name.clone(),
-        opt_start_seq: s.opt_start_seq.unwrap_or(0),
-        opt_start_time: opt_str(&s.opt_start_time),
-        filter_subject: s.filter_subject.clone().unwrap_or_default(),
-        subject_transforms: s
-            .subject_transforms
-            .iter()
-            .map(|t| wire::Transform {
-                src: t.source.clone().unwrap_or_default(),
-                dest: t.dest.clone().unwrap_or_default(),
-            })
-            .collect(),
-        external,
-        consumer: s.consumer.as_ref().map(|c| wire::SourceConsumer {
-            name: c.name.clone(),
-            deliver_subject: c.deliver_subject.clone().unwrap_or_default(),
-        }),
-    }
-}
 
 /// Builds the configuration the server should hold for `spec`, with every default the
 /// server would fill in made explicit, and the ownership marker in its metadata.
@@ -90,11 +35,7 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
     }
     let is_mirror = spec.mirror.is_some();
     if duplicate_window == 0 && !is_mirror {
-        duplicate_window = if max_age != 0 && max_age < DEFAULT_DUPLICATE_WINDOW {
-            max_age
-        } else {
-            DEFAULT_DUPLICATE_WINDOW
-        };
+        duplicate_window = default_duplicate_window(max_age);
     }
     if max_age != 0 && duplicate_window > max_age {
         return Err(InvalidSpec(
@@ -124,20 +65,12 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
         }
     };
 
-    let placement = spec.placement.as_ref().and_then(|p| {
-        let cluster = p.cluster.clone().unwrap_or_default();
-        (!cluster.is_empty() || !p.tags.is_empty()).then(|| wire::Placement {
-            cluster,
-            tags: p.tags.clone(),
-        })
-    });
-
     let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
     owner.stamp(&mut metadata);
 
     let config = StreamConfig {
         name: spec.name.clone(),
-        description: opt_str(&spec.description),
+        description: nonempty(&spec.description),
         subjects,
         retention: match spec.retention.unwrap_or(Retention::Limits) {
             Retention::Limits => "limits",
@@ -156,15 +89,11 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
             Discard::New => "new",
         }
         .into(),
-        storage: match spec.storage.unwrap_or(Storage::File) {
-            Storage::File => "file",
-            Storage::Memory => "memory",
-        }
-        .into(),
+        storage: storage(spec.storage),
         num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
         no_ack: spec.no_ack.unwrap_or(false),
         duplicate_window,
-        placement,
+        placement: placement(&spec.placement),
         mirror: spec.mirror.as_ref().map(source),
         sources: spec.sources.iter().map(source).collect(),
         sealed: spec.sealed.unwrap_or(false),
@@ -181,15 +110,7 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
             src: t.source.clone().unwrap_or_default(),
             dest: t.dest.clone().unwrap_or_default(),
         }),
-        republish: spec.republish.as_ref().map(|r| wire::Republish {
-            src: r
-                .source
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| ">".into()),
-            dest: r.destination.clone().unwrap_or_default(),
-            headers_only: r.headers_only.unwrap_or(false),
-        }),
+        republish: republish(&spec.republish),
         allow_direct: spec.allow_direct.unwrap_or(false),
         mirror_direct: spec.mirror_direct.unwrap_or(false),
         discard_new_per_subject: spec.discard_per_subject.unwrap_or(false),
@@ -280,18 +201,7 @@ pub fn diff(desired: &StreamConfig, actual: &StreamConfig) -> Vec<String> {
     if d.mirror.is_some() && !d.mirror_direct {
         a.mirror_direct = false;
     }
-    let (Ok(Value::Object(dm)), Ok(Value::Object(am))) =
-        (serde_json::to_value(&d), serde_json::to_value(&a))
-    else {
-        return vec!["config".into()];
-    };
-    let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| dm.get(*k) != am.get(*k))
-        .map(|k| k.to_string())
-        .collect()
+    json_diff(&d, &a)
 }
 
 #[cfg(test)]
