@@ -160,7 +160,10 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let rest_intervals: u64 = 3;
-    println!("== jetstream-operator benchmark: N={n} streams, resync {resync_secs}s");
+    println!(
+        "== jetstream-operator benchmark: N={n} streams, resync {resync_secs}s, concurrency {}",
+        std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into())
+    );
     let cp = control_plane().await;
     let names: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
 
@@ -187,6 +190,8 @@ async fn main() {
         .port();
     let admin = format!("127.0.0.1:{port}");
     let resync = format!("{resync_secs}s");
+    // The operator's --concurrency (its default unless BENCH_CONCURRENCY is set).
+    let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into());
     let op = Operator::start_with_env(
         cp,
         &[
@@ -199,7 +204,7 @@ async fn main() {
             "--admin-address",
             &admin,
         ],
-        &[("RUST_LOG", "warn")],
+        &[("RUST_LOG", "warn"), ("JSO_CONCURRENCY", &concurrency)],
     )
     .await;
     let pid = op.pid().expect("operator pid");
