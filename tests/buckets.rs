@@ -101,24 +101,12 @@ impl Env {
 
     /// `kubectl apply` of `yaml` into the namespace, asserting success.
     fn apply(&self, yaml: &str) {
-        let out = kubectl_apply_yaml(self.cp, self.ns(), yaml);
-        assert!(
-            out.status.success(),
-            "kubectl apply failed ({}):\nstderr: {}\nmanifest:\n{yaml}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        apply_ok(self.cp, self.ns(), yaml);
     }
 
     /// `kubectl apply` of `yaml`, asserting that it is refused; returns stderr.
     fn apply_refused(&self, yaml: &str) -> String {
-        let out = kubectl_apply_yaml(self.cp, self.ns(), yaml);
-        assert!(
-            !out.status.success(),
-            "kubectl apply succeeded but should have been refused:\nstdout: {}\nmanifest:\n{yaml}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        apply_refused(self.cp, self.ns(), yaml)
     }
 
     async fn js(&self) -> async_nats::jetstream::Context {

@@ -82,13 +82,7 @@ async fn start_operator(cp: &ControlPlane, namespaces: &[&str], extra: &[&str]) 
 
 /// `kubectl apply` of `yaml` into `ns`, asserting success.
 fn apply(cp: &ControlPlane, ns: &str, yaml: &str) {
-    let out = kubectl_apply_yaml(cp, ns, yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed ({}):\nstderr: {}\nmanifest:\n{yaml}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_ok(cp, ns, yaml);
 }
 
 // ---------------------------------------------------------------------------------------

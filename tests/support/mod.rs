@@ -424,6 +424,29 @@ pub fn kubectl_apply_yaml(cp: &ControlPlane, ns: &str, yaml: &str) -> Output {
     .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
 }
 
+/// `kubectl apply` of `yaml` into `ns`, asserting success.
+pub fn apply_ok(cp: &ControlPlane, ns: &str, yaml: &str) {
+    let out = kubectl_apply_yaml(cp, ns, yaml);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed ({}):\nstderr: {}\nmanifest:\n{yaml}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kubectl apply` of `yaml` into `ns`, asserting that the API server refuses it; returns
+/// its stderr.
+pub fn apply_refused(cp: &ControlPlane, ns: &str, yaml: &str) -> String {
+    let out = kubectl_apply_yaml(cp, ns, yaml);
+    assert!(
+        !out.status.success(),
+        "kubectl apply succeeded but should have been refused:\nstdout: {}\nmanifest:\n{yaml}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 // ---------------------------------------------------------------------------------------
 // Waiting
 
