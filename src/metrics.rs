@@ -65,7 +65,7 @@ pub struct Metrics {
     /// Reconciles by kind and outcome.
     pub reconciles: Family<ReconcileLabels, Counter>,
     /// Reconcile duration by kind.
-    pub reconcile_duration: Family<KindLabels, Histogram>,
+    pub reconcile_duration: Family<ReconcileLabels, Histogram>,
     /// Errors by kind and category.
     pub errors: Family<ErrorLabels, Counter>,
     /// JetStream API requests by operation and outcome.
@@ -94,7 +94,7 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+        let reconcile_duration = Family::<ReconcileLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
         });
         let js_latency = Family::<OpLabels, Histogram>::new_with_constructor(|| {
@@ -121,7 +121,7 @@ impl Default for Metrics {
         );
         r.register(
             "reconcile_duration_seconds",
-            "Time spent in one reconcile, by kind",
+            "Time spent in one reconcile, by kind and outcome",
             m.reconcile_duration.clone(),
         );
         r.register(
@@ -175,12 +175,14 @@ impl Metrics {
         for kind in KINDS {
             m.ready.get_or_create(&KindLabels { kind }).set(0);
             m.objects.get_or_create(&KindLabels { kind }).set(0);
-            let _ = m.reconcile_duration.get_or_create(&KindLabels { kind });
             for outcome in [
                 "ready", "retry", "stalled", "waiting", "deleted", "paused", "error",
             ] {
                 let _ = m
                     .reconciles
+                    .get_or_create(&ReconcileLabels { kind, outcome });
+                let _ = m
+                    .reconcile_duration
                     .get_or_create(&ReconcileLabels { kind, outcome });
             }
             for category in [

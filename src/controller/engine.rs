@@ -158,7 +158,10 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, kc: Arc<KindCtx<K>>) -> Result<A
         .inc();
     ctx.metrics
         .reconcile_duration
-        .get_or_create(&KindLabels { kind: K::KIND })
+        .get_or_create(&ReconcileLabels {
+            kind: K::KIND,
+            outcome,
+        })
         .observe(started.elapsed().as_secs_f64());
     let (ready, all) = ctx.registry.counts(K::KIND);
     ctx.metrics
