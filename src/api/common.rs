@@ -67,17 +67,6 @@ pub struct CommonSpec {
     pub js_domain: Option<String>,
 }
 
-impl CommonSpec {
-    /// True when any per-object connection field is set.
-    pub fn has_connection_override(&self) -> bool {
-        !self.servers.is_empty()
-            || self.creds.as_deref().is_some_and(|s| !s.is_empty())
-            || self.nkey.as_deref().is_some_and(|s| !s.is_empty())
-            || self.tls.as_ref().is_some_and(|t| !t.is_empty())
-            || self.tls_first
-    }
-}
-
 /// TLS material given as file paths mounted into the operator's pod.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -91,15 +80,6 @@ pub struct TlsFiles {
     /// Paths to CA certificates (PEM) that verify the server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub root_cas: Vec<String>,
-}
-
-impl TlsFiles {
-    /// True when no path is set.
-    pub fn is_empty(&self) -> bool {
-        self.client_cert.as_deref().unwrap_or("").is_empty()
-            && self.client_key.as_deref().unwrap_or("").is_empty()
-            && self.root_cas.iter().all(|c| c.is_empty())
-    }
 }
 
 /// Status shared by the asset kinds. It says what the object is bound to and holds the

@@ -14,8 +14,6 @@ pub const STALLED: &str = "Stalled";
 pub mod reason {
     /// The asset matches the spec.
     pub const READY: &str = "Ready";
-    /// The asset matches the spec; the condition is not about a problem.
-    pub const SYNCED: &str = "Synced";
     /// First reconcile has not finished.
     pub const PROGRESSING: &str = "Progressing";
     /// The asset was created.
@@ -29,8 +27,6 @@ pub mod reason {
     /// The asset differed from the spec (changed or deleted behind the operator's back)
     /// and was put back.
     pub const DRIFT_REPAIRED: &str = "DriftRepaired";
-    /// The asset was missing and was recreated.
-    pub const RECREATED: &str = "Recreated";
     /// The spec cannot be turned into a valid configuration.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// JetStream refused the change and retrying will not help.
@@ -61,12 +57,8 @@ pub mod reason {
     pub const UPDATE_PREVENTED: &str = "UpdatePrevented";
     /// Reconciling is paused by annotation.
     pub const PAUSED: &str = "Paused";
-    /// The object is being deleted.
-    pub const DELETING: &str = "Deleting";
     /// The connection settings cannot be resolved (missing Account or Secret).
     pub const CONNECTION_UNRESOLVED: &str = "ConnectionUnresolved";
-    /// The asset was lost and has been recreated with fresh state.
-    pub const STATE_LOST: &str = "StateLost";
     /// The finalizer was released without deleting the asset.
     pub const ORPHANED: &str = "Orphaned";
 }

@@ -15,9 +15,6 @@ use kube::CustomResourceExt;
 /// The API group of every kind.
 pub const GROUP: &str = "jetstream.nats.io";
 
-/// Prefix of annotations, labels and metadata keys owned by the operator.
-pub const KEY_PREFIX: &str = "jetstream.nats.io/";
-
 /// Annotation that pauses reconciling an object when set to `"true"`.
 pub const PAUSED_ANNOTATION: &str = "jetstream.nats.io/paused";
 

@@ -34,8 +34,6 @@ pub mod code {
     pub const CLUSTER_NOT_AVAILABLE: u64 = 10008;
     /// Move in progress.
     pub const STREAM_MOVE_IN_PROGRESS: u64 = 10124;
-    /// Move and scale in one update.
-    pub const STREAM_MOVE_AND_SCALE: u64 = 10123;
     /// Stream offline.
     pub const STREAM_OFFLINE: u64 = 10118;
     /// Consumer offline.
