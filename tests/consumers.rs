@@ -280,6 +280,57 @@ async fn consumer_update_follows_spec() {
 }
 
 #[tokio::test]
+async fn consumer_pause_until_uses_the_pause_api() {
+    let env = Env::start("c-pause").await;
+    env.apply(&stream_yaml("batch", "subjects: [\"batch.>\"]"));
+    env.apply(&consumer_yaml(
+        "nightly",
+        "batch",
+        "pauseUntil: '2999-01-01T00:00:00Z'",
+    ));
+    wait_ready(&env.consumers, "nightly").await;
+    let js = env.js().await;
+    let paused = consumer_info(&js, "batch", "nightly")
+        .await
+        .expect("consumer nightly");
+    assert!(paused.paused, "created with pauseUntil but not paused");
+
+    // Removing pauseUntil resumes it. A config update does not carry a pause (clustered
+    // servers ignore it there), so only the pause API can do this.
+    env.apply(&consumer_yaml("nightly", "batch", ""));
+    wait_until(WAIT, "consumer nightly resumed", || async {
+        let i = consumer_info(&js, "batch", "nightly").await?;
+        (!i.paused).then_some(())
+    })
+    .await;
+    let ev = wait_until(WAIT, "the resume event", || async {
+        let ev = events_about(env.cp, env.ns(), "Consumer", "nightly").await;
+        ev.iter()
+            .any(|e| e.reason == "Updated" && e.message.contains("resumed consumer"))
+            .then_some(ev)
+    })
+    .await;
+    assert!(ev.iter().all(|e| e.type_ == "Normal"), "{ev:?}");
+
+    // And setting it again pauses it (a standalone server already applies the pause with
+    // the config update; otherwise the pause API does).
+    env.apply(&consumer_yaml(
+        "nightly",
+        "batch",
+        "pauseUntil: '2998-06-01T00:00:00Z'",
+    ));
+    wait_until(WAIT, "consumer nightly paused again", || async {
+        let i = consumer_info(&js, "batch", "nightly").await?;
+        i.paused.then_some(())
+    })
+    .await;
+    let after = consumer_info(&js, "batch", "nightly")
+        .await
+        .expect("consumer nightly");
+    assert_eq!(after.created, paused.created, "the consumer was recreated");
+}
+
+#[tokio::test]
 async fn consumer_drift_deleted_is_recreated() {
     let env = Env::start("c-drift-del").await;
     env.apply(&stream_yaml("audit", "subjects: [\"audit.>\"]"));

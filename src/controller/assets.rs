@@ -45,7 +45,7 @@ pub trait AssetOps {
     /// Normalised copy for the registry.
     fn seen(c: &Self::Config) -> AssetConfig;
     /// Cluster leader and replicas.
-    fn facts(info: &Self::Info) -> (Option<String>, Option<i64>);
+    fn facts(info: &Self::Info) -> Facts;
     /// Reads the asset.
     fn get(
         js: &JsApi,
@@ -88,9 +88,13 @@ impl AssetOps for StreamOps {
     fn seen(c: &StreamConfig) -> AssetConfig {
         AssetConfig::Stream(Box::new(stream_config::normalize(c.clone())))
     }
-    fn facts(info: &StreamInfo) -> (Option<String>, Option<i64>) {
+    fn facts(info: &StreamInfo) -> Facts {
         let (leader, replicas) = info.placement_facts();
-        (leader, Some(replicas))
+        Facts {
+            leader,
+            replicas: Some(replicas),
+            pause: None,
+        }
     }
     async fn get(js: &JsApi, id: &String) -> Result<Option<StreamInfo>, JsError> {
         js.stream_info(id).await
@@ -142,13 +146,17 @@ impl AssetOps for ConsumerOps {
     fn seen(c: &ConsumerConfig) -> AssetConfig {
         AssetConfig::Consumer(Box::new(consumer_config::normalize(c.clone())))
     }
-    fn facts(info: &ConsumerInfo) -> (Option<String>, Option<i64>) {
+    fn facts(info: &ConsumerInfo) -> Facts {
         let leader = info
             .cluster
             .as_ref()
             .filter(|c| c.name.is_some())
             .and_then(|c| c.leader.clone());
-        (leader, None)
+        Facts {
+            leader,
+            replicas: None,
+            pause: Some(consumer_config::actual_pause(info.paused, &info.config)),
+        }
     }
     async fn get(js: &JsApi, id: &ConsumerId) -> Result<Option<ConsumerInfo>, JsError> {
         js.consumer_info(&id.stream, &id.name).await
@@ -172,14 +180,25 @@ impl AssetOps for ConsumerOps {
     }
 }
 
+/// Slow-moving facts read from the asset's info.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    /// The cluster leader (clustered servers only).
+    pub leader: Option<String>,
+    /// The replica count.
+    pub replicas: Option<i64>,
+    /// A consumer's pause: `Some(None)` running, `Some(Some(t))` paused until `t`.
+    pub pause: Option<Option<String>>,
+}
+
 /// The result of applying an asset.
 pub struct Applied {
     /// Where the reconcile ended.
     pub state: State,
     /// The asset was adopted now.
     pub adopted: bool,
-    /// Cluster leader and replicas, when known.
-    pub facts: (Option<String>, Option<i64>),
+    /// Facts from the asset's latest info, when known.
+    pub facts: Facts,
     /// The asset as the server holds it now, normalised.
     pub seen: Option<AssetConfig>,
     /// What the asset should be (for the drift scan).
@@ -193,7 +212,7 @@ impl Applied {
         Self {
             state,
             adopted: false,
-            facts: (None, None),
+            facts: Facts::default(),
             seen: None,
             expected: None,
             error: None,
@@ -505,17 +524,12 @@ pub async fn apply_consumer<K: Managed>(
     if !applied.state.is_ready() || ctx.settings.read_only || obj.common().prevent_update {
         return applied;
     }
-    // The pause is not part of the config update (clustered servers ignore it there).
+    // The pause is not part of the config update (clustered servers ignore it there); the
+    // info the apply ended with says whether it is paused.
     let want = consumer_config::desired_pause(spec);
-    let info = match js.consumer_info(&id.stream, &id.name).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return applied,
-        Err(e) => {
-            applied.state = error_state(&e, ConsumerOps::NOUN);
-            return applied;
-        }
+    let Some(have) = applied.facts.pause.clone() else {
+        return applied;
     };
-    let have = consumer_config::actual_pause(info.paused, &info.config);
     if want != have {
         match js
             .pause_consumer(&id.stream, &id.name, want.as_deref())

@@ -354,8 +354,8 @@ async fn reconcile_inner<K: Managed>(
     if let Some(e) = &applied.error {
         ctx.metrics.error(K::KIND, e.category());
     }
-    bound.cluster_leader = applied.facts.0.clone();
-    bound.replicas = applied.facts.1;
+    bound.cluster_leader = applied.facts.leader.clone();
+    bound.replicas = applied.facts.replicas;
     bound.adopted |= applied.adopted;
     let seen = applied.seen.clone();
     ctx.registry.update(&key, |r| r.seen = seen);
