@@ -20,6 +20,7 @@ use crate::api::conditions::{self, Cond, READY, RECONCILING, STALLED, reason};
 use crate::api::consumer::ConsumerSpec;
 use crate::api::{PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION};
 use crate::jetstream::api::JsApi;
+use crate::jetstream::connection::ConnEvent;
 use crate::jetstream::error::{Disposition, JsError};
 use crate::jetstream::owner::Owner;
 use crate::jetstream::stream_config::InvalidSpec;
@@ -410,7 +411,8 @@ async fn finish<K: Managed>(
         && !was_ready
         && let Some((conn, stream)) = conn_and_stream
     {
-        ctx.registry.trigger_consumers_of(conn, &stream);
+        ctx.registry
+            .dispatch(&ConnEvent::StreamCreated { conn, stream });
     }
     Ok(match state {
         State::Ready(_) => {

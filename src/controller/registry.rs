@@ -77,33 +77,64 @@ pub struct Registration {
     pub trigger: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// The set of managed objects.
+/// The set of managed objects, with per-kind counts kept as it changes (the ready-objects
+/// metrics read them after every reconcile).
 #[derive(Default)]
 pub struct Registry {
-    inner: Mutex<HashMap<ObjKey, Registration>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    objects: HashMap<ObjKey, Registration>,
+    /// Per kind: (Ready, all).
+    counts: HashMap<&'static str, (i64, i64)>,
+}
+
+impl Inner {
+    fn count(&mut self, kind: &'static str, ready: bool, delta: i64) {
+        let c = self.counts.entry(kind).or_default();
+        c.1 += delta;
+        if ready {
+            c.0 += delta;
+        }
+    }
 }
 
 impl Registry {
     /// Adds or replaces an object.
     pub fn upsert(&self, key: ObjKey, reg: Registration) {
         if let Ok(mut m) = self.inner.lock() {
-            m.insert(key, reg);
+            let kind = key.kind;
+            let ready = reg.ready;
+            if let Some(old) = m.objects.insert(key, reg) {
+                m.count(kind, old.ready, -1);
+            }
+            m.count(kind, ready, 1);
         }
     }
 
     /// Updates an existing registration in place.
     pub fn update(&self, key: &ObjKey, f: impl FnOnce(&mut Registration)) {
         if let Ok(mut m) = self.inner.lock()
-            && let Some(r) = m.get_mut(key)
+            && let Some(r) = m.objects.get_mut(key)
         {
+            let before = r.ready;
             f(r);
+            let after = r.ready;
+            if before != after {
+                m.count(key.kind, before, -1);
+                m.count(key.kind, after, 1);
+            }
         }
     }
 
     /// Removes an object.
     pub fn remove(&self, key: &ObjKey) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.remove(key);
+        if let Ok(mut m) = self.inner.lock()
+            && let Some(old) = m.objects.remove(key)
+        {
+            m.count(key.kind, old.ready, -1);
         }
     }
 
@@ -111,7 +142,12 @@ impl Registry {
     pub fn snapshot(&self) -> Vec<(ObjKey, Registration)> {
         self.inner
             .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| {
+                m.objects
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -119,38 +155,16 @@ impl Registry {
     pub fn counts(&self, kind: &str) -> (i64, i64) {
         self.inner
             .lock()
-            .map(|m| {
-                let of_kind = m.iter().filter(|(k, _)| k.kind == kind);
-                let all = of_kind.clone().count() as i64;
-                let ready = of_kind.filter(|(_, r)| r.ready).count() as i64;
-                (ready, all)
-            })
+            .ok()
+            .and_then(|m| m.counts.get(kind).copied())
             .unwrap_or((0, 0))
-    }
-
-    /// Triggers the consumers of a stream on a connection (the stream just became Ready).
-    pub fn trigger_consumers_of(&self, conn: u64, stream: &str) -> usize {
-        let targets: Vec<Arc<dyn Fn() + Send + Sync>> = match self.inner.lock() {
-            Ok(m) => m
-                .values()
-                .filter(|r| {
-                    r.conn == conn
-                        && matches!(&r.asset, AssetRef::Consumer { stream: s, .. } if s == stream)
-                })
-                .map(|r| r.trigger.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for t in &targets {
-            t();
-        }
-        targets.len()
     }
 
     /// Triggers every object an event concerns; returns how many.
     pub fn dispatch(&self, event: &ConnEvent) -> usize {
         let targets: Vec<Arc<dyn Fn() + Send + Sync>> = match self.inner.lock() {
             Ok(m) => m
+                .objects
                 .values()
                 .filter(|r| match event {
                     ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => {
