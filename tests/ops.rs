@@ -1319,29 +1319,33 @@ async fn events_on_transitions() {
     let scans = |m: &str| metric_value(m, JS_REQUESTS, &[("op", "stream.list")]);
     let scans0 = scans(&metrics(&admin).await);
     let started = Instant::now();
-    let mut polls = 0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        polls += 1;
-        let now = events_in(cp, ns).await;
-        assert_eq!(
-            now,
-            events0,
-            "events changed at rest (poll {polls}, {} ms)",
-            ms(started.elapsed())
-        );
-        let done = scans(&metrics(&admin).await) - scans0;
-        if started.elapsed() >= RESYNC * 2 + Duration::from_millis(500) && done >= 2.0 {
-            eprintln!(
-                "EVENTS at rest: {polls} polls over {} ms, {done} drift scans, no new event",
+    // Poll every 500 ms until two resync intervals and two drift scans have passed,
+    // comparing the events at every poll.
+    let polls = std::cell::Cell::new(0u32);
+    let (polls_ref, events0_ref, admin_ref, scans_ref) = (&polls, &events0, &admin, &scans);
+    let done = wait_until_every(
+        RESYNC * 6,
+        Duration::from_millis(500),
+        "two drift scans at rest",
+        move || async move {
+            polls_ref.set(polls_ref.get() + 1);
+            let now = events_in(cp, ns).await;
+            assert_eq!(
+                &now,
+                events0_ref,
+                "events changed at rest (poll {}, {} ms)",
+                polls_ref.get(),
                 ms(started.elapsed())
             );
-            break;
-        }
-        assert!(
-            started.elapsed() < RESYNC * 6,
-            "fewer than 2 drift scans in {:?} ({done})",
-            started.elapsed()
-        );
-    }
+            let done = scans_ref(&metrics(admin_ref).await) - scans0;
+            (started.elapsed() >= RESYNC * 2 + Duration::from_millis(500) && done >= 2.0)
+                .then_some(done)
+        },
+    )
+    .await;
+    eprintln!(
+        "EVENTS at rest: {} polls over {} ms, {done} drift scans, no new event",
+        polls.get(),
+        ms(started.elapsed())
+    );
 }

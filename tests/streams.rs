@@ -804,42 +804,54 @@ async fn quiet_at_rest() {
         c
     };
     let c0 = count_all(&m0);
-    let mut last_scan = c0.clone();
-    let mut scans = 0u32;
+    let last_scan = c0.clone();
+    let scans = 0u32;
 
     let period = RESYNC * 3;
     let started = Instant::now();
-    let mut polls = 0;
-    while started.elapsed() < period {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        polls += 1;
-        let rv = resource_versions(&env.api).await;
-        assert_eq!(rv, rv0, "a Stream changed at rest (poll {polls})");
-        let ev = events_in(env.cp, env.ns()).await;
-        assert_eq!(ev, ev0, "events changed at rest (poll {polls})");
-        let c = count_all(&env.metrics().await);
-        assert_eq!(
-            c["kube_writes"], c0["kube_writes"],
-            "the operator wrote to Kubernetes at rest (poll {polls})"
-        );
-        assert_eq!(
-            c["stream.info"], c0["stream.info"],
-            "stream.info requests at rest (poll {polls})"
-        );
-        if c["stream.list"] > last_scan["stream.list"] {
-            scans += 1;
-            let delta: Vec<String> = c
-                .iter()
-                .map(|(k, v)| format!("{k}=+{}", v - last_scan[k]))
-                .collect();
-            eprintln!(
-                "AT-REST scan {scans} at {} ms: {}",
-                ms(started.elapsed()),
-                delta.join(" ")
+    // Poll every 500 ms until three resync intervals have passed, asserting at every poll.
+    let rest = std::cell::RefCell::new((0u32, scans, last_scan));
+    let (env_ref, rv0_ref, ev0_ref, c0_ref, count_ref, rest_ref) =
+        (&env, &rv0, &ev0, &c0, &count_all, &rest);
+    wait_until_every(
+        period + Duration::from_secs(10),
+        Duration::from_millis(500),
+        "three resync intervals at rest",
+        move || async move {
+            let rv = resource_versions(&env_ref.api).await;
+            let ev = events_in(env_ref.cp, env_ref.ns()).await;
+            let c = count_ref(&env_ref.metrics().await);
+            let mut r = rest_ref.borrow_mut();
+            let (polls, scans, last_scan) = &mut *r;
+            *polls += 1;
+            assert_eq!(&rv, rv0_ref, "a Stream changed at rest (poll {polls})");
+            assert_eq!(&ev, ev0_ref, "events changed at rest (poll {polls})");
+            assert_eq!(
+                c["kube_writes"], c0_ref["kube_writes"],
+                "the operator wrote to Kubernetes at rest (poll {polls})"
             );
-            last_scan = c;
-        }
-    }
+            assert_eq!(
+                c["stream.info"], c0_ref["stream.info"],
+                "stream.info requests at rest (poll {polls})"
+            );
+            if c["stream.list"] > last_scan["stream.list"] {
+                *scans += 1;
+                let delta: Vec<String> = c
+                    .iter()
+                    .map(|(k, v)| format!("{k}=+{}", v - last_scan[k]))
+                    .collect();
+                eprintln!(
+                    "AT-REST scan {scans} at {} ms: {}",
+                    ms(started.elapsed()),
+                    delta.join(" ")
+                );
+                *last_scan = c;
+            }
+            (started.elapsed() >= period).then_some(())
+        },
+    )
+    .await;
+    let polls = rest.borrow().0;
     let c1 = count_all(&env.metrics().await);
     let list_delta = c1["stream.list"] - c0["stream.list"];
     eprintln!(
