@@ -21,7 +21,7 @@ use crate::api::objectstore::ObjectStore;
 use crate::api::stream::Stream;
 use crate::jetstream::api::JsApi;
 use crate::jetstream::connection::{Auth, Pem};
-use crate::metrics::{KindLabels, ReconcileLabels};
+use crate::metrics::ReconcileLabels;
 
 use super::connect::{Layer, merge};
 use super::engine::{error_state, is_paused};
@@ -202,21 +202,26 @@ pub async fn load(
     name: &str,
 ) -> Result<AccountLayer, ResolveError> {
     let api: Api<Account> = Api::namespaced(client.clone(), namespace);
-    let account = match api.get_opt(name).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return Err(ResolveError::Unresolved(format!(
-                "Account {namespace}/{name} does not exist"
-            )));
-        }
-        Err(e) => {
-            return Err(ResolveError::Transient(format!(
-                "cannot read Account {namespace}/{name}: {e}"
-            )));
-        }
-    };
-    // An Account being deleted still resolves: its deletion waits for its dependents, and
-    // they need it to clean up their assets.
+    match api.get_opt(name).await {
+        // An Account being deleted still resolves: its deletion waits for its dependents,
+        // and they need it to clean up their assets.
+        Ok(Some(account)) => layer_of(client, &account).await,
+        Ok(None) => Err(ResolveError::Unresolved(format!(
+            "Account {namespace}/{name} does not exist"
+        ))),
+        Err(e) => Err(ResolveError::Transient(format!(
+            "cannot read Account {namespace}/{name}: {e}"
+        ))),
+    }
+}
+
+/// Reads an Account's Secrets (or files) into a connection layer.
+pub async fn layer_of(
+    client: &kube::Client,
+    account: &Account,
+) -> Result<AccountLayer, ResolveError> {
+    let namespace = &account.namespace().unwrap_or_default();
+    let name = &account.name_any();
     let spec = account.spec.clone();
     let mut secrets = SecretReader {
         api: Api::namespaced(client.clone(), namespace),
@@ -423,129 +428,15 @@ fn next_status(
     }
 }
 
-async fn patch_finalizers(
-    ctx: &Context,
-    account: &Account,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
-    status::patch_finalizers(ctx, account, "Account", finalizers).await
-}
-
 /// Reconciles an Account.
 pub async fn reconcile(account: Arc<Account>, ac: Arc<AccountCtx>) -> Result<Action, Error> {
     let ctx = &ac.ctx;
-    let ns = account.namespace().unwrap_or_default();
-    let name = account.name_any();
-    let has_finalizer = account.finalizers().iter().any(|f| f == FINALIZER);
-    let outcome;
-    let action = if account.meta().deletion_timestamp.is_some() {
-        ctx.accounts.invalidate(&ns, &name);
-        if !has_finalizer {
-            outcome = "deleted";
-            Action::await_change()
-        } else {
-            let deps = dependents(ctx, &account).await?;
-            if deps.is_empty() {
-                let keep: Vec<String> = account
-                    .finalizers()
-                    .iter()
-                    .filter(|f| *f != FINALIZER)
-                    .cloned()
-                    .collect();
-                patch_finalizers(ctx, &account, keep).await?;
-                outcome = "deleted";
-                Action::await_change()
-            } else {
-                let state = State::Stalled {
-                    reason: reason::DELETION_BLOCKED,
-                    message: format!(
-                        "Account is still used by {}; delete or re-point them first",
-                        deps.join(", ")
-                    ),
-                };
-                let hash = account
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.settings_hash.clone());
-                let was_blocked = account
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| !s.dependents.is_empty());
-                write_status(
-                    ctx,
-                    &account,
-                    &next_status(&account, &state, hash, deps.clone()),
-                )
-                .await?;
-                if !was_blocked {
-                    ctx.event(
-                        account.as_ref(),
-                        "Account",
-                        true,
-                        reason::DELETION_BLOCKED,
-                        format!("deletion waits for {}", deps.join(", ")),
-                    )
-                    .await;
-                }
-                outcome = "blocked";
-                Action::requeue(Duration::from_secs(5))
-            }
-        }
+    let (outcome, action) = if account.meta().deletion_timestamp.is_some() {
+        reconcile_deletion(ctx, &account).await?
     } else if is_paused(account.as_ref()) {
-        outcome = "paused";
-        Action::await_change()
+        ("paused", Action::await_change())
     } else {
-        if !has_finalizer {
-            let mut f = account.finalizers().to_vec();
-            f.push(FINALIZER.to_string());
-            patch_finalizers(ctx, &account, f).await?;
-        }
-        let loaded = load(&ctx.client, &ns, &name).await;
-        let previous_hash = account
-            .status
-            .as_ref()
-            .and_then(|s| s.settings_hash.clone());
-        let (state, hash) = match &loaded {
-            Err(e) => (e.state(), previous_hash.clone()),
-            Ok(l) => {
-                let unchanged = previous_hash.as_deref() == Some(l.hash.as_str())
-                    && account.status.as_ref().is_some_and(|s| {
-                        s.is_ready() && s.observed_generation == account.metadata.generation
-                    });
-                if unchanged {
-                    (
-                        State::Ready("the servers accept these settings".into()),
-                        Some(l.hash.clone()),
-                    )
-                } else {
-                    (check_connection(ctx, l).await, Some(l.hash.clone()))
-                }
-            }
-        };
-        if hash != previous_hash {
-            // Credentials or settings changed: dependents re-resolve (the status change
-            // below wakes them through the watch relation).
-            ctx.accounts.invalidate(&ns, &name);
-            info!(account = %format!("{ns}/{name}"), "account settings changed");
-        }
-        let was = account.status.as_ref().and_then(|s| {
-            conditions::find(&s.conditions, conditions::STALLED)
-                .map(|c| (c.status.clone(), c.reason.clone()))
-        });
-        if let State::Stalled { reason: r, message } = &state
-            && was != Some(("True".into(), r.to_string()))
-        {
-            ctx.event(account.as_ref(), "Account", true, r, message.clone())
-                .await;
-        }
-        write_status(
-            ctx,
-            &account,
-            &next_status(&account, &state, hash, Vec::new()),
-        )
-        .await?;
-        outcome = if state.is_ready() { "ready" } else { "stalled" };
-        Action::requeue(SECRET_RECHECK)
+        reconcile_live(ctx, &account).await?
     };
     ctx.metrics
         .reconciles
@@ -554,11 +445,118 @@ pub async fn reconcile(account: Arc<Account>, ac: Arc<AccountCtx>) -> Result<Act
             outcome,
         })
         .inc();
-    let _ = ctx
-        .metrics
-        .objects
-        .get_or_create(&KindLabels { kind: "Account" });
     Ok(action)
+}
+
+/// Deleting: release the finalizer once no object uses the Account, and say who does
+/// until then.
+async fn reconcile_deletion(
+    ctx: &Context,
+    account: &Account,
+) -> Result<(&'static str, Action), Error> {
+    ctx.accounts.invalidate(
+        &account.namespace().unwrap_or_default(),
+        &account.name_any(),
+    );
+    if !account.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(("deleted", Action::await_change()));
+    }
+    let deps = dependents(ctx, account).await?;
+    if deps.is_empty() {
+        let keep: Vec<String> = account
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        status::patch_finalizers(ctx, account, "Account", keep).await?;
+        return Ok(("deleted", Action::await_change()));
+    }
+    let state = State::Stalled {
+        reason: reason::DELETION_BLOCKED,
+        message: format!(
+            "Account is still used by {}; delete or re-point them first",
+            deps.join(", ")
+        ),
+    };
+    let hash = account
+        .status
+        .as_ref()
+        .and_then(|s| s.settings_hash.clone());
+    let was_blocked = account
+        .status
+        .as_ref()
+        .is_some_and(|s| !s.dependents.is_empty());
+    write_status(
+        ctx,
+        account,
+        &next_status(account, &state, hash, deps.clone()),
+    )
+    .await?;
+    if !was_blocked {
+        ctx.event(
+            account,
+            "Account",
+            true,
+            reason::DELETION_BLOCKED,
+            format!("deletion waits for {}", deps.join(", ")),
+        )
+        .await;
+    }
+    Ok(("blocked", Action::requeue(Duration::from_secs(5))))
+}
+
+/// Live: re-read the Secrets, check the connection when the settings changed, report.
+async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(&'static str, Action), Error> {
+    if !account.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut f = account.finalizers().to_vec();
+        f.push(FINALIZER.to_string());
+        status::patch_finalizers(ctx, account, "Account", f).await?;
+    }
+    let previous_hash = account
+        .status
+        .as_ref()
+        .and_then(|s| s.settings_hash.clone());
+    let (state, hash) = match layer_of(&ctx.client, account).await {
+        Err(e) => (e.state(), previous_hash.clone()),
+        Ok(l) => {
+            let unchanged = previous_hash.as_deref() == Some(l.hash.as_str())
+                && account.status.as_ref().is_some_and(|s| {
+                    s.is_ready() && s.observed_generation == account.metadata.generation
+                });
+            let state = if unchanged {
+                State::Ready("the servers accept these settings".into())
+            } else {
+                check_connection(ctx, &l).await
+            };
+            (state, Some(l.hash))
+        }
+    };
+    if hash != previous_hash {
+        // Credentials or settings changed: dependents re-resolve (the status change below
+        // wakes them through the watch relation).
+        let (ns, name) = (account.namespace().unwrap_or_default(), account.name_any());
+        ctx.accounts.invalidate(&ns, &name);
+        info!(account = %format!("{ns}/{name}"), "account settings changed");
+    }
+    let was = account.status.as_ref().and_then(|s| {
+        conditions::find(&s.conditions, conditions::STALLED)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    });
+    if let State::Stalled { reason: r, message } = &state
+        && was != Some(("True".into(), r.to_string()))
+    {
+        ctx.event(account, "Account", true, r, message.clone())
+            .await;
+    }
+    write_status(
+        ctx,
+        account,
+        &next_status(account, &state, hash, Vec::new()),
+    )
+    .await?;
+    let outcome = if state.is_ready() { "ready" } else { "stalled" };
+    Ok((outcome, Action::requeue(SECRET_RECHECK)))
 }
 
 /// Connects with the Account's settings alone (on the operator's default servers if it
