@@ -15,12 +15,6 @@ impl Managed for Consumer {
     const LOST_ON_RECREATE: &'static str =
         "its delivery state (acknowledged and pending messages) was lost";
 
-    const WATCHES_STREAMS: bool = true;
-
-    fn stream_dependency(&self) -> Option<&str> {
-        Some(&self.spec.stream_name)
-    }
-
     fn common(&self) -> &CommonSpec {
         &self.spec.common
     }

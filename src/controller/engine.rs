@@ -62,15 +62,6 @@ pub trait Managed:
     const NOUN: &'static str;
     /// What is lost when the asset had to be recreated (for the Warning event).
     const LOST_ON_RECREATE: &'static str = "the messages it held are gone";
-    /// Whether objects of this kind depend on a Stream object (by NATS stream name), so
-    /// that a Stream becoming Ready wakes them through a watch relation.
-    const WATCHES_STREAMS: bool = false;
-
-    /// The NATS name of the stream this object depends on, if any.
-    fn stream_dependency(&self) -> Option<&str> {
-        None
-    }
-
     /// Connection, ownership and deletion fields.
     fn common(&self) -> &CommonSpec;
     /// The current status.

@@ -398,33 +398,6 @@ fn account_changes(
     )
 }
 
-/// Stream objects, filtered to changes of readiness or name.
-fn stream_readiness(
-    ctx: &Context,
-    namespace: &Option<String>,
-) -> impl futures::Stream<Item = Result<Stream, watcher::Error>> + Send + 'static {
-    let api: Api<Stream> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(
-            |s: &Stream| {
-                use std::hash::{DefaultHasher, Hash, Hasher};
-                let mut h = DefaultHasher::new();
-                s.spec.name.hash(&mut h);
-                s.status
-                    .as_ref()
-                    .is_some_and(|st| crate::api::conditions::is_ready(&st.conditions))
-                    .hash(&mut h);
-                Some(h.finish())
-            },
-            Default::default(),
-        )
-}
-
 async fn run_kind<K>(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -450,25 +423,7 @@ async fn run_kind<K>(
         ctx: ctx.clone(),
         trigger: trigger_tx,
     });
-    let mut controller = Controller::for_stream(stream, reader);
-    if K::WATCHES_STREAMS {
-        // A Stream becoming Ready wakes the objects that wait for it (same namespace, same
-        // NATS stream name).
-        let store = controller.store();
-        controller =
-            controller.watches_stream(stream_readiness(&ctx, &namespace), move |s: Stream| {
-                let ns = s.namespace().unwrap_or_default();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|o| {
-                        o.namespace().unwrap_or_default() == ns
-                            && o.stream_dependency() == Some(s.spec.name.as_str())
-                    })
-                    .map(|o| ObjectRef::from_obj(o.as_ref()))
-                    .collect::<Vec<_>>()
-            });
-    }
+    let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     controller
         .watches_stream(account_changes(&ctx), move |account: Account| {
