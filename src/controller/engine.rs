@@ -247,118 +247,88 @@ async fn reconcile_inner<K: Managed>(
         ..Default::default()
     };
 
-    // Connection.
-    let resolved = match resolve(ctx, &key.namespace, obj.common()).await {
-        Ok(r) => r,
-        Err(e) => {
+    // Connection, desired config, apply; any step may end the attempt with a state.
+    let attempt: Result<assets::Applied, State> = async {
+        let resolved = resolve(ctx, &key.namespace, obj.common())
+            .await
+            .map_err(|e| {
+                ctx.registry.remove(&key);
+                ctx.metrics.error(K::KIND, e.category());
+                e.state()
+            })?;
+        bound.servers = Some(resolved.settings.display_servers());
+        bound.account = resolved.account.clone();
+        bound.api_prefix = (resolved.prefix != crate::jetstream::api::DEFAULT_PREFIX)
+            .then(|| resolved.prefix.clone());
+        let conn = ctx.pool.get(&resolved.settings).await.map_err(|e| {
             ctx.registry.remove(&key);
             ctx.metrics.error(K::KIND, e.category());
-            let state = e.state();
-            return finish(
-                obj.as_ref(),
-                ctx,
-                &key,
-                previous.as_ref(),
-                state,
-                bound,
-                None,
-            )
-            .await;
-        }
-    };
-    bound.servers = Some(resolved.settings.display_servers());
-    bound.account = resolved.account.clone();
-    bound.api_prefix =
-        (resolved.prefix != crate::jetstream::api::DEFAULT_PREFIX).then(|| resolved.prefix.clone());
-    let conn = match ctx.pool.get(&resolved.settings).await {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.registry.remove(&key);
-            ctx.metrics.error(K::KIND, e.category());
-            let state = error_state(&e, K::NOUN);
-            return finish(
-                obj.as_ref(),
-                ctx,
-                &key,
-                previous.as_ref(),
-                state,
-                bound,
-                None,
-            )
-            .await;
-        }
-    };
-    let js = JsApi::new(
-        conn.clone(),
-        resolved.prefix.clone(),
-        ctx.settings.request_timeout,
-        ctx.metrics.clone(),
-    );
-    let trigger = {
-        let tx = kc.trigger.clone();
-        let r = ObjectRef::from_obj(obj.as_ref());
-        Arc::new(move || {
-            let _ = tx.unbounded_send(r.clone());
-        })
-    };
-    ctx.registry.upsert(
-        key.clone(),
-        Registration {
-            conn: conn.key,
-            js: js.clone(),
-            asset: asset.clone(),
-            expected: None,
-            seen: None,
-            ready: false,
-            trigger,
-        },
-    );
-
-    // Desired config.
-    let desired = match obj.desired(&owner) {
-        Ok(d) => d,
-        Err(InvalidSpec(message)) => {
-            let state = State::Stalled {
+            error_state(&e, K::NOUN)
+        })?;
+        let js = JsApi::new(
+            conn.clone(),
+            resolved.prefix.clone(),
+            ctx.settings.request_timeout,
+            ctx.metrics.clone(),
+        );
+        let trigger = {
+            let tx = kc.trigger.clone();
+            let r = ObjectRef::from_obj(obj.as_ref());
+            Arc::new(move || {
+                let _ = tx.unbounded_send(r.clone());
+            })
+        };
+        ctx.registry.upsert(
+            key.clone(),
+            Registration {
+                conn: conn.key,
+                js: js.clone(),
+                asset: asset.clone(),
+                expected: None,
+                seen: None,
+                ready: false,
+                trigger,
+            },
+        );
+        let desired = obj
+            .desired(&owner)
+            .map_err(|InvalidSpec(message)| State::Stalled {
                 reason: reason::INVALID_SPEC,
                 message,
-            };
-            return finish(
-                obj.as_ref(),
-                ctx,
-                &key,
-                previous.as_ref(),
-                state,
-                bound,
-                None,
-            )
-            .await;
-        }
-    };
-
-    let applied = match desired {
-        Desired::Stream(cfg) => {
-            assets::apply_stream(obj.as_ref(), ctx, &js, &cfg, &owner, previous.as_ref()).await
-        }
-        Desired::Consumer(spec) => {
-            assets::apply_consumer(obj.as_ref(), ctx, &js, &spec, &owner, previous.as_ref()).await
-        }
-    };
-    if let Some(e) = &applied.error {
-        ctx.metrics.error(K::KIND, e.category());
+            })?;
+        Ok(match desired {
+            Desired::Stream(cfg) => {
+                assets::apply_stream(obj.as_ref(), ctx, &js, &cfg, &owner, previous.as_ref()).await
+            }
+            Desired::Consumer(spec) => {
+                assets::apply_consumer(obj.as_ref(), ctx, &js, &spec, &owner, previous.as_ref())
+                    .await
+            }
+        })
     }
-    bound.cluster_leader = applied.facts.leader.clone();
-    bound.replicas = applied.facts.replicas;
-    bound.adopted |= applied.adopted;
-    let seen = applied.seen.clone();
-    ctx.registry.update(&key, |r| r.seen = seen);
+    .await;
+    let (state, expected) = match attempt {
+        Err(state) => (state, None),
+        Ok(applied) => {
+            if let Some(e) = &applied.error {
+                ctx.metrics.error(K::KIND, e.category());
+            }
+            bound.cluster_leader = applied.facts.leader.clone();
+            bound.replicas = applied.facts.replicas;
+            bound.adopted |= applied.adopted;
+            let seen = applied.seen.clone();
+            ctx.registry.update(&key, |r| r.seen = seen);
+            (applied.state, applied.expected)
+        }
+    };
     finish(
         obj.as_ref(),
         ctx,
         &key,
         previous.as_ref(),
-        applied.state,
+        state,
         bound,
-        applied.expected,
+        expected,
     )
     .await
 }
