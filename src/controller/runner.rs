@@ -213,6 +213,7 @@ fn follower_watches(
     namespaces: &[String],
     readiness: &Arc<Readiness>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    // A follower needs no cache: only to see each watch complete its first list.
     fn watch<K>(api: Api<K>, readiness: &Arc<Readiness>) -> tokio::task::JoinHandle<()>
     where
         K: kube::Resource<DynamicType = ()>
@@ -223,47 +224,49 @@ fn follower_watches(
             + Sync
             + 'static,
     {
-        let (_reader, writer) = reflector::store();
         let synced = readiness.track();
         tokio::spawn(async move {
             watcher(api, watcher::Config::default())
                 .inspect(synced)
                 .default_backoff()
-                .reflect(writer)
                 .for_each(|_| async {})
                 .await;
         })
     }
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().cloned().map(Some).collect()
-    };
     let mut out = Vec::new();
-    for scope in scopes {
-        macro_rules! api {
-            ($k:ty) => {
-                match &scope {
-                    Some(ns) => Api::<$k>::namespaced(client.clone(), ns),
-                    None => Api::<$k>::all(client.clone()),
-                }
-            };
-        }
-        out.push(watch(api!(Stream), readiness));
-        out.push(watch(api!(Consumer), readiness));
-        out.push(watch(api!(KeyValue), readiness));
-        out.push(watch(api!(ObjectStore), readiness));
-        out.push(watch(api!(Account), readiness));
+    for scope in scopes(namespaces) {
+        out.push(watch(scoped::<Stream>(client, &scope), readiness));
+        out.push(watch(scoped::<Consumer>(client, &scope), readiness));
+        out.push(watch(scoped::<KeyValue>(client, &scope), readiness));
+        out.push(watch(scoped::<ObjectStore>(client, &scope), readiness));
+        out.push(watch(scoped::<Account>(client, &scope), readiness));
     }
     out
 }
 
-/// Fails with a clear message when the CRDs are not installed.
-pub async fn check_crds(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()> {
-    let api: Api<Stream> = match namespaces.first() {
+/// The watch scopes: every watched namespace, or the whole cluster (`None`).
+fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
+/// The API of a kind in one scope.
+fn scoped<K>(client: &kube::Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    };
+    }
+}
+
+/// Fails with a clear message when the CRDs are not installed.
+pub async fn check_crds(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<()> {
+    let api: Api<Stream> = scoped(client, &namespaces.first().cloned());
     api.list_metadata(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot list Streams ({e}); are the CRDs installed? Apply them with `jetstream-operator crd | kubectl apply --server-side -f -`"
@@ -300,13 +303,8 @@ pub async fn run(
         tokio::spawn(scanner::route_events(ctx.clone(), events_rx)),
     ];
 
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
-        vec![None]
-    } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
-    };
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
-    for scope in &scopes {
+    for scope in &scopes(&settings.namespaces) {
         let (c, r, d) = (&ctx, &readiness, &shutdown);
         let s = || scope.clone();
         controllers.push(Box::pin(run_kind::<Stream>(
@@ -333,12 +331,8 @@ pub async fn run(
             r.clone(),
             d.clone(),
         )));
+        controllers.push(Box::pin(run_accounts(c.clone(), s(), r.clone(), d.clone())));
     }
-    controllers.push(Box::pin(run_accounts(
-        ctx.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    )));
     info!(namespaces = ?settings.namespaces, resync = ?settings.resync, read_only = settings.read_only, "controllers starting");
     // A controller asked to stop before its first list completes can wait for it forever;
     // after a shutdown request, give the controllers a bounded time to finish.
@@ -366,20 +360,14 @@ pub async fn run(
 fn account_changes(
     ctx: &Context,
 ) -> impl futures::Stream<Item = Result<Account, watcher::Error>> + Send + 'static {
-    let apis: Vec<Api<Account>> = if ctx.settings.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
-    } else {
-        ctx.settings
-            .namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect()
-    };
-    let streams = apis.into_iter().map(|api| {
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .touched_objects()
-            .boxed()
+    let streams = scopes(&ctx.settings.namespaces).into_iter().map(|scope| {
+        watcher(
+            scoped::<Account>(&ctx.client, &scope),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .touched_objects()
+        .boxed()
     });
     futures::stream::select_all(streams).predicate_filter(
         |a: &Account| {
@@ -406,18 +394,7 @@ async fn run_kind<K>(
 ) where
     K: Managed,
 {
-    let api: Api<K> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let (reader, writer) = reflector::store();
-    let synced = readiness.track();
-    let stream = watcher(api, watcher::Config::default())
-        .inspect(synced)
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(change_hash::<K>, Default::default());
+    let (reader, stream) = watched(scoped::<K>(&ctx.client, &namespace), &readiness);
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<ObjectRef<K>>();
     let kc = Arc::new(KindCtx {
         ctx: ctx.clone(),
@@ -457,43 +434,50 @@ async fn run_kind<K>(
         .await;
 }
 
+/// The cache and the event stream a controller runs on: changes that matter only
+/// ([`change_hash`]), counted for readiness.
+fn watched<K>(
+    api: Api<K>,
+    readiness: &Arc<Readiness>,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let synced = readiness.track();
+    let stream = watcher(api, watcher::Config::default())
+        .inspect(synced)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(change_hash::<K>, Default::default());
+    (reader, stream)
+}
+
 async fn run_accounts(
     ctx: Arc<Context>,
+    scope: Option<String>,
     readiness: Arc<Readiness>,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) {
-    let scopes: Vec<Api<Account>> = if ctx.settings.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
-    } else {
-        ctx.settings
-            .namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect()
-    };
-    let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
-    for api in scopes {
-        let (reader, writer) = reflector::store();
-        let synced = readiness.track();
-        let stream = watcher(api, watcher::Config::default())
-            .inspect(synced)
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(change_hash::<Account>, Default::default());
-        let ac = Arc::new(AccountCtx { ctx: ctx.clone() });
-        let shutdown = shutdown.clone();
-        runs.push(Box::pin(async move {
-            Controller::for_stream(stream, reader)
-                .graceful_shutdown_on(shutdown)
-                .run(account::reconcile, account::error_policy, ac)
-                .for_each(|res| async move {
-                    if let Err(e) = res {
-                        debug!(error = %e, kind = "Account", "controller event");
-                    }
-                })
-                .await;
-        }));
-    }
-    futures::future::join_all(runs).await;
+    let (reader, stream) = watched(scoped::<Account>(&ctx.client, &scope), &readiness);
+    let ac = Arc::new(AccountCtx { ctx: ctx.clone() });
+    Controller::for_stream(stream, reader)
+        .graceful_shutdown_on(shutdown)
+        .run(account::reconcile, account::error_policy, ac)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, kind = "Account", "controller event");
+            }
+        })
+        .await;
 }
