@@ -1011,13 +1011,18 @@ pub async fn wait_condition_for(
     match waited {
         Ok(obj) => obj,
         Err(_) => {
-            let last = match api.get_opt(name).await {
-                Ok(Some(o)) => status_summary(&o),
-                Ok(None) => "(object does not exist)".into(),
-                Err(e) => format!("(cannot read it: {e})"),
-            };
+            let last = last_seen(api, name).await;
             panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
         }
+    }
+}
+
+/// What a timed-out wait last saw of an object, for its panic message.
+async fn last_seen(api: &Api<DynamicObject>, name: &str) -> String {
+    match api.get_opt(name).await {
+        Ok(Some(o)) => status_summary(&o),
+        Ok(None) => "(object does not exist)".into(),
+        Err(e) => format!("(cannot read it: {e})"),
     }
 }
 
@@ -1517,11 +1522,7 @@ pub async fn wait_object(
     match found {
         Some(obj) => obj,
         None => {
-            let last = match api.get_opt(name).await {
-                Ok(Some(o)) => status_summary(&o),
-                Ok(None) => "(object does not exist)".into(),
-                Err(e) => format!("(cannot read it: {e})"),
-            };
+            let last = last_seen(api, name).await;
             panic!("timed out after {timeout:?} waiting for {name}: {what}; last seen: {last}")
         }
     }
