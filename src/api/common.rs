@@ -16,6 +16,16 @@ pub const RFC3339_PATTERN: &str = r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[
 /// A JetStream asset name: no whitespace, `.`, `*`, `>`, `/` or `\`.
 pub const ASSET_NAME_PATTERN: &str = r"^[^.*>/\\\s]+$";
 
+/// CEL: user metadata must not use the keys the server (`_nats.`) or the operator
+/// (`jetstream.nats.io/`) write.
+pub const RESERVED_METADATA_RULE: &str =
+    "self.all(k, !k.startsWith('_nats.') && !k.startsWith('jetstream.nats.io/'))";
+/// The message of [`RESERVED_METADATA_RULE`].
+pub const RESERVED_METADATA_MESSAGE: &str =
+    "metadata keys starting with _nats. or jetstream.nats.io/ are reserved";
+/// CEL (transition): storage, omitted meaning `file`, cannot change.
+pub const STORAGE_IMMUTABLE_RULE: &str = "(has(self.storage) ? self.storage : 'file') == (has(oldSelf.storage) ? oldSelf.storage : 'file')";
+
 /// The connection, ownership and deletion fields every asset kind carries (NACK's
 /// `BaseStreamConfig` and `ConnectionOpts`), flattened into each spec.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

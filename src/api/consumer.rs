@@ -7,7 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RFC3339_PATTERN,
+    ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE,
+    RESERVED_METADATA_RULE, RFC3339_PATTERN,
 };
 
 /// A durable JetStream consumer. Every field left out means the server's default (ack
@@ -256,7 +257,7 @@ pub struct ConsumerSpec {
     /// `jetstream.nats.io/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('_nats.') && !k.startsWith('jetstream.nats.io/'))").message("metadata keys starting with _nats. or jetstream.nats.io/ are reserved"))]
+    #[x_kube(validation = Rule::new(RESERVED_METADATA_RULE).message(RESERVED_METADATA_MESSAGE))]
     pub metadata: BTreeMap<String, String>,
 
     /// Connection, ownership and deletion settings.

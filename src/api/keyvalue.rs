@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{AssetStatus, CommonSpec, DURATION_PATTERN};
+use super::common::{
+    AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE, RESERVED_METADATA_RULE,
+    STORAGE_IMMUTABLE_RULE,
+};
 use super::stream::{Placement, Republish, Storage, StreamSource};
 
 /// The name pattern of buckets.
@@ -67,7 +70,7 @@ pub const BUCKET_PATTERN: &str = r"^[a-zA-Z0-9_-]+$";
 )]
 #[x_kube(
     cel,
-    validation = Rule::new("(has(self.storage) ? self.storage : 'file') == (has(oldSelf.storage) ? oldSelf.storage : 'file')").message("storage is immutable: JetStream cannot move a bucket between file and memory storage"),
+    validation = Rule::new(STORAGE_IMMUTABLE_RULE).message("storage is immutable: JetStream cannot move a bucket between file and memory storage"),
     validation = Rule::new("!has(self.mirror) || (has(oldSelf.mirror) && self.mirror == oldSelf.mirror)").message("mirror cannot be added or changed after creation"),
     validation = Rule::new("!has(self.mirror) || !has(self.sources) || size(self.sources) == 0").message("a bucket cannot have both a mirror and sources"),
     validation = Rule::new("!has(oldSelf.limitMarkerTtl) || string(oldSelf.limitMarkerTtl) in ['', '0', '0s'] || (has(self.limitMarkerTtl) && !(string(self.limitMarkerTtl) in ['', '0', '0s']))").message("limitMarkerTtl cannot be turned off once set (per-message TTLs cannot be disabled)"),
@@ -145,7 +148,7 @@ pub struct KeyValueSpec {
     /// `jetstream.nats.io/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('_nats.') && !k.startsWith('jetstream.nats.io/'))").message("metadata keys starting with _nats. or jetstream.nats.io/ are reserved"))]
+    #[x_kube(validation = Rule::new(RESERVED_METADATA_RULE).message(RESERVED_METADATA_MESSAGE))]
     pub metadata: BTreeMap<String, String>,
 
     /// Connection, ownership and deletion settings.

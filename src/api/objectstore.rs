@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{AssetStatus, CommonSpec, DURATION_PATTERN};
+use super::common::{
+    AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE, RESERVED_METADATA_RULE,
+    STORAGE_IMMUTABLE_RULE,
+};
 use super::keyvalue::BUCKET_PATTERN;
 use super::stream::{Placement, Storage};
 
@@ -58,7 +61,7 @@ use super::stream::{Placement, Storage};
 )]
 #[x_kube(
     cel,
-    validation = Rule::new("(has(self.storage) ? self.storage : 'file') == (has(oldSelf.storage) ? oldSelf.storage : 'file')").message("storage is immutable: JetStream cannot move an object store between file and memory storage"),
+    validation = Rule::new(STORAGE_IMMUTABLE_RULE).message("storage is immutable: JetStream cannot move an object store between file and memory storage"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStoreSpec {
@@ -103,7 +106,7 @@ pub struct ObjectStoreSpec {
     /// `jetstream.nats.io/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('_nats.') && !k.startsWith('jetstream.nats.io/'))").message("metadata keys starting with _nats. or jetstream.nats.io/ are reserved"))]
+    #[x_kube(validation = Rule::new(RESERVED_METADATA_RULE).message(RESERVED_METADATA_MESSAGE))]
     pub metadata: BTreeMap<String, String>,
 
     /// Connection, ownership and deletion settings.

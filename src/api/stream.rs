@@ -6,7 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RFC3339_PATTERN,
+    ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE,
+    RESERVED_METADATA_RULE, RFC3339_PATTERN, STORAGE_IMMUTABLE_RULE,
 };
 
 /// A JetStream stream. Every field left out means the server's default; removing a field
@@ -71,7 +72,7 @@ use super::common::{
 )]
 #[x_kube(
     cel,
-    validation = Rule::new("(has(self.storage) ? self.storage : 'file') == (has(oldSelf.storage) ? oldSelf.storage : 'file')").message("storage is immutable: JetStream cannot move a stream between file and memory storage; create a new stream instead"),
+    validation = Rule::new(STORAGE_IMMUTABLE_RULE).message("storage is immutable: JetStream cannot move a stream between file and memory storage; create a new stream instead"),
     validation = Rule::new("((has(self.retention) ? self.retention : 'limits') == 'workqueue') == ((has(oldSelf.retention) ? oldSelf.retention : 'limits') == 'workqueue')").message("retention cannot change to or from workqueue: JetStream refuses it; create a new stream instead"),
     validation = Rule::new("!has(self.mirror) || (has(oldSelf.mirror) && self.mirror == oldSelf.mirror)").message("mirror cannot be added or changed after creation (it can only be removed, which promotes the mirror to a normal stream)"),
     validation = Rule::new("(has(self.allowMsgCounter) && self.allowMsgCounter) == (has(oldSelf.allowMsgCounter) && oldSelf.allowMsgCounter)").message("allowMsgCounter cannot be changed after creation"),
@@ -265,7 +266,7 @@ pub struct StreamSpec {
     /// `jetstream.nats.io/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('_nats.') && !k.startsWith('jetstream.nats.io/'))").message("metadata keys starting with _nats. or jetstream.nats.io/ are reserved"))]
+    #[x_kube(validation = Rule::new(RESERVED_METADATA_RULE).message(RESERVED_METADATA_MESSAGE))]
     pub metadata: BTreeMap<String, String>,
 
     /// Connection, ownership and deletion settings.
