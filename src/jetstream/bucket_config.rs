@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::api::keyvalue::KeyValueSpec;
 use crate::api::objectstore::ObjectStoreSpec;
+use crate::api::stream::{Placement, Storage};
 
 use super::mapping::{
     default_duplicate_window as duplicate_window, dur, limit, placement, republish, source, storage,
@@ -82,81 +83,105 @@ pub fn kv_stream(spec: &KeyValueSpec, owner: &Owner) -> Result<StreamConfig, Inv
         }
         subjects.push(subjects_of(bucket));
     }
-    let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
-    owner.stamp(&mut metadata);
-    Ok(StreamConfig {
+    let base = Bucket {
         name: kv_stream_name(bucket),
-        description: spec.description.clone().filter(|d| !d.is_empty()),
-        subjects,
-        retention: "limits".into(),
-        max_consumers: -1,
-        max_msgs: -1,
-        max_bytes: limit(spec.max_bytes),
+        description: &spec.description,
+        max_bytes: spec.max_bytes,
         max_age,
+        storage: spec.storage,
+        replicas: spec.replicas,
+        placement: &spec.placement,
+        compression: spec.compression,
+        metadata: &spec.metadata,
+    }
+    .config(owner);
+    Ok(StreamConfig {
+        subjects,
         max_msgs_per_subject: history,
         max_msg_size: limit(spec.max_value_size),
-        discard: "new".into(),
-        storage: storage(spec.storage),
-        num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
         duplicate_window: if mirror.is_some() {
             0
         } else {
-            duplicate_window(max_age)
+            base.duplicate_window
         },
-        placement: placement(&spec.placement),
         mirror,
         sources,
         deny_delete: true,
-        allow_rollup_hdrs: true,
-        compression: if spec.compression.unwrap_or(false) {
-            "s2"
-        } else {
-            "none"
-        }
-        .into(),
         republish: republish(&spec.republish),
-        allow_direct: true,
         mirror_direct,
-        metadata,
         allow_msg_ttl: marker != 0,
         subject_delete_marker_ttl: marker,
-        ..Default::default()
+        ..base
     })
 }
 
 /// The backing stream of an object store.
 pub fn obj_stream(spec: &ObjectStoreSpec, owner: &Owner) -> Result<StreamConfig, InvalidSpec> {
     let bucket = &spec.bucket;
-    let max_age = dur("ttl", &spec.ttl)?;
-    let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
-    owner.stamp(&mut metadata);
-    Ok(StreamConfig {
+    let base = Bucket {
         name: obj_stream_name(bucket),
-        description: spec.description.clone().filter(|d| !d.is_empty()),
+        description: &spec.description,
+        max_bytes: spec.max_bytes,
+        max_age: dur("ttl", &spec.ttl)?,
+        storage: spec.storage,
+        replicas: spec.replicas,
+        placement: &spec.placement,
+        compression: spec.compression,
+        metadata: &spec.metadata,
+    }
+    .config(owner);
+    Ok(StreamConfig {
         subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-        retention: "limits".into(),
-        max_consumers: -1,
-        max_msgs: -1,
-        max_bytes: limit(spec.max_bytes),
-        max_age,
-        max_msgs_per_subject: -1,
-        max_msg_size: -1,
-        discard: "new".into(),
-        storage: storage(spec.storage),
-        num_replicas: spec.replicas.filter(|r| *r > 0).unwrap_or(1),
-        duplicate_window: duplicate_window(max_age),
-        placement: placement(&spec.placement),
-        allow_rollup_hdrs: true,
-        compression: if spec.compression.unwrap_or(false) {
-            "s2"
-        } else {
-            "none"
-        }
-        .into(),
-        allow_direct: true,
-        metadata,
-        ..Default::default()
+        ..base
     })
+}
+
+/// What key-value buckets and object stores have in common.
+struct Bucket<'a> {
+    name: String,
+    description: &'a Option<String>,
+    max_bytes: Option<i64>,
+    max_age: i64,
+    storage: Option<Storage>,
+    replicas: Option<i64>,
+    placement: &'a Option<Placement>,
+    compression: Option<bool>,
+    metadata: &'a BTreeMap<String, String>,
+}
+
+impl Bucket<'_> {
+    /// The stream settings the clients' bucket APIs fix for every bucket: limits
+    /// retention, discard new, rollups and direct get on, no message or consumer limits.
+    fn config(self, owner: &Owner) -> StreamConfig {
+        let mut metadata = self.metadata.clone();
+        owner.stamp(&mut metadata);
+        StreamConfig {
+            name: self.name,
+            description: self.description.clone().filter(|d| !d.is_empty()),
+            retention: "limits".into(),
+            max_consumers: -1,
+            max_msgs: -1,
+            max_bytes: limit(self.max_bytes),
+            max_age: self.max_age,
+            max_msgs_per_subject: -1,
+            max_msg_size: -1,
+            discard: "new".into(),
+            storage: storage(self.storage),
+            num_replicas: self.replicas.filter(|r| *r > 0).unwrap_or(1),
+            duplicate_window: duplicate_window(self.max_age),
+            placement: placement(self.placement),
+            allow_rollup_hdrs: true,
+            compression: if self.compression.unwrap_or(false) {
+                "s2"
+            } else {
+                "none"
+            }
+            .into(),
+            allow_direct: true,
+            metadata,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]
