@@ -705,6 +705,47 @@ async fn watch_advisories(
 mod tests {
     use super::*;
 
+    fn settings(port: u16, token: &str) -> Settings {
+        Settings {
+            // Nothing listens there: connections stay pending, which is all the pool needs.
+            servers: vec![format!("nats://127.0.0.1:{port}")],
+            auth: Auth::Token(token.into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn pool_shares_by_identity_bounds_and_closes_idle() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let pool = Pool::new(tx, 2, Duration::from_secs(1));
+        let a1 = pool.get(&settings(1, "a")).await.unwrap();
+        let a2 = pool.get(&settings(1, "a")).await.unwrap();
+        assert!(Arc::ptr_eq(&a1, &a2), "equal settings share one connection");
+        let b = pool.get(&settings(1, "b")).await.unwrap();
+        assert!(
+            !Arc::ptr_eq(&a1, &b),
+            "another identity gets its own connection"
+        );
+        assert_eq!(pool.len(), 2);
+
+        // Full, and every connection in use: refused rather than unbounded.
+        let err = pool.get(&settings(1, "c")).await.err().unwrap();
+        assert!(err.to_string().contains("connection limit"), "{err}");
+
+        // A connection nobody holds makes room.
+        drop(b);
+        let c = pool.get(&settings(1, "c")).await.unwrap();
+        assert_eq!(pool.len(), 2);
+
+        // Idle and unheld connections are closed; held ones stay.
+        drop(c);
+        assert_eq!(pool.close_idle(Duration::ZERO), 1);
+        assert_eq!(pool.len(), 1);
+        drop((a1, a2));
+        assert_eq!(pool.close_idle(Duration::ZERO), 1);
+        assert!(pool.is_empty());
+    }
+
     #[test]
     fn advisory_subjects() {
         assert_eq!(
