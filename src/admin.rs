@@ -1,7 +1,9 @@
-//! The admin HTTP server: /livez, /readyz (watches synced) and /metrics.
+//! The admin HTTP server: /livez, /readyz (watches synced) and /metrics, and the
+//! readiness the controllers report into.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -9,8 +11,57 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::runner::Readiness;
 use crate::metrics::Metrics;
+
+/// Counts watches that have finished their initial list (for /readyz). Once every watch
+/// has synced the process stays ready (a watch re-listing later is not an outage).
+#[derive(Default)]
+pub struct Readiness {
+    expected: AtomicUsize,
+    synced: AtomicUsize,
+    latched: AtomicBool,
+}
+
+impl Readiness {
+    /// True once every watch has synced.
+    pub fn is_ready(&self) -> bool {
+        if self.latched.load(Ordering::SeqCst) {
+            return true;
+        }
+        let e = self.expected.load(Ordering::SeqCst);
+        let ready = e > 0 && self.synced.load(Ordering::SeqCst) >= e;
+        if ready {
+            self.latched.store(true, Ordering::SeqCst);
+        }
+        ready
+    }
+
+    /// (synced, expected) watch counts.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.synced.load(Ordering::SeqCst),
+            self.expected.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Forgets the watches counted so far (their tasks were stopped).
+    pub fn reset(&self) {
+        self.expected.store(0, Ordering::SeqCst);
+        self.synced.store(0, Ordering::SeqCst);
+    }
+
+    /// Registers one watch; returns what to call when its first list has completed.
+    pub fn track(self: &Arc<Self>) -> impl Fn() + Send + Sync + 'static {
+        self.expected.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        let done = AtomicBool::new(false);
+        move || {
+            if !done.swap(true, Ordering::SeqCst) {
+                me.synced.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 struct AdminState {

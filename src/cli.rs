@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::controller::{AdoptionPolicy, DefaultConnection, Settings};
+use crate::controller::connect::DefaultConnection;
+use crate::controller::context::Settings;
+use crate::controller::plan::AdoptionPolicy;
+use crate::telemetry::LogFormat;
 
 /// Parses a Go-style duration (`30s`, `1m30s`, `500ms`).
 fn duration(s: &str) -> Result<Duration, String> {
@@ -37,15 +40,6 @@ pub enum Command {
     /// List the streams JetStream holds, as the server reports them (name, subjects,
     /// storage, retention, messages, owning object).
     Streams(Box<ConnArgs>),
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Connection flags: the operator's default NATS connection.

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::controller::DefaultConnection;
-use crate::controller::connect::{Layer, merge};
+use crate::controller::connect::{DefaultConnection, FileCache, default_layer, merge};
 use crate::jetstream::api::JsApi;
 use crate::jetstream::connection::Pool;
 use crate::jetstream::owner::OWNER_KEY;
@@ -15,7 +14,7 @@ use crate::metrics::Metrics;
 
 /// A table of every stream on the default connection.
 pub async fn streams_table(conn: &DefaultConnection) -> anyhow::Result<String> {
-    let resolved = merge(&[Layer::from_default(conn)?], None)?;
+    let resolved = merge(&[default_layer(&FileCache::default(), conn).await?], None)?;
     let (tx, _rx) = mpsc::unbounded_channel();
     let pool = Pool::new(tx, 1, Duration::from_secs(10));
     let c = pool.get(&resolved.settings).await?;
@@ -23,7 +22,7 @@ pub async fn streams_table(conn: &DefaultConnection) -> anyhow::Result<String> {
         c,
         resolved.prefix,
         Duration::from_secs(10),
-        Arc::new(Metrics::default()),
+        Arc::new(Metrics::new()),
     );
     let (mut streams, _) = js.list_streams().await?;
     streams.sort_by(|a, b| a.config.name.cmp(&b.config.name));

@@ -5,6 +5,9 @@
 //! reconciler per kind on shared machinery; [`cli`] the command line; [`admin`],
 //! [`metrics`] and [`telemetry`] the operations side.
 
+#[macro_use]
+mod macros;
+
 pub mod admin;
 pub mod api;
 pub mod cli;
@@ -13,3 +16,6 @@ pub mod inspect;
 pub mod jetstream;
 pub mod metrics;
 pub mod telemetry;
+
+#[cfg(test)]
+mod architecture;

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use jetstream_operator::admin::{self, Readiness};
 use jetstream_operator::cli::{Cli, Command};
-use jetstream_operator::controller::runner::{self, Readiness};
+use jetstream_operator::controller::{kinds, runner};
 use jetstream_operator::metrics::Metrics;
-use jetstream_operator::{admin, api, inspect, telemetry};
+use jetstream_operator::{inspect, telemetry};
 use tracing::{error, info};
 
 #[tokio::main]
@@ -15,11 +16,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
-            print!("{}", api::crds_yaml()?);
+            print!("{}", kinds::crds_yaml()?);
             Ok(())
         }
         Command::Streams(conn) => {
-            telemetry::init(jetstream_operator::cli::LogFormat::Text, Some("warn"));
+            telemetry::init(telemetry::LogFormat::Text, Some("warn"));
             print!(
                 "{}",
                 inspect::streams_table(&conn.default_connection()).await?
@@ -33,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
             let metrics = Arc::new(Metrics::new());
+            kinds::init_metrics(&metrics);
             let readiness = Arc::new(Readiness::default());
             let (addr, server) =
                 admin::bind(args.admin_address, metrics.clone(), readiness.clone())

@@ -1,22 +1,156 @@
-//! Prometheus metrics. Every label is bounded: kinds, operations, outcomes and error
-//! categories, never object names.
+//! Prometheus metrics. Every label is bounded by construction: kinds come from the kinds
+//! table, and operations, outcomes, error categories and write kinds are enums whose
+//! series are all created at zero when the registry is built.
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Metric label values from named enums.
+macro_rules! label_values {
+    ($($t:ty),+) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.name())
+            }
+        }
+    )+};
+}
+
+named_enum! {
+    /// How a reconcile ended.
+    pub enum Outcome {
+        /// The object is Ready.
+        Ready => "ready",
+        /// A transient failure: retried with backoff.
+        Retry => "retry",
+        /// Retrying cannot help until something changes.
+        Stalled => "stalled",
+        /// Waiting for something else (a Consumer's stream).
+        Waiting => "waiting",
+        /// The object was finalized.
+        Deleted => "deleted",
+        /// Reconciling is paused by annotation.
+        Paused => "paused",
+        /// An Account's deletion waits for its dependents.
+        Blocked => "blocked",
+        /// The Kubernetes side failed (retried by the error policy).
+        Error => "error",
+    }
+}
+
+named_enum! {
+    /// A bounded error category, for metrics and logs.
+    pub enum ErrorCategory {
+        /// NATS cannot be reached.
+        Connection => "connection",
+        /// Credentials, certificates or permissions refused.
+        Auth => "auth",
+        /// A JetStream request timed out.
+        Timeout => "timeout",
+        /// Nobody answers on the JetStream API subject.
+        NoResponders => "no_responders",
+        /// A JetStream answer could not be decoded.
+        Decode => "decode",
+        /// JetStream refused a configuration.
+        Refused => "refused",
+        /// Another JetStream API error that may pass.
+        Api => "api",
+        /// The connection settings cannot be resolved (missing Account, Secret, file).
+        ConnectionUnresolved => "connection_unresolved",
+        /// The object may not use the connection it names.
+        Forbidden => "forbidden",
+        /// The spec cannot become a valid configuration.
+        InvalidSpec => "invalid_spec",
+        /// A Kubernetes API call failed.
+        Kube => "kube",
+        /// A Kubernetes write lost a race (resourceVersion conflict).
+        KubeConflict => "kube_conflict",
+        /// A patch could not be serialised.
+        Serde => "serde",
+    }
+}
+
+named_enum! {
+    /// A JetStream API operation.
+    pub enum JsOp {
+        /// `STREAM.INFO`.
+        StreamInfo => "stream.info",
+        /// `STREAM.CREATE`.
+        StreamCreate => "stream.create",
+        /// `STREAM.UPDATE`.
+        StreamUpdate => "stream.update",
+        /// `STREAM.DELETE`.
+        StreamDelete => "stream.delete",
+        /// `STREAM.LIST`.
+        StreamList => "stream.list",
+        /// `CONSUMER.INFO`.
+        ConsumerInfo => "consumer.info",
+        /// `CONSUMER.CREATE` with action create.
+        ConsumerCreate => "consumer.create",
+        /// `CONSUMER.CREATE` with action update.
+        ConsumerUpdate => "consumer.update",
+        /// `CONSUMER.DELETE`.
+        ConsumerDelete => "consumer.delete",
+        /// `CONSUMER.LIST`.
+        ConsumerList => "consumer.list",
+        /// `CONSUMER.PAUSE`.
+        ConsumerPause => "consumer.pause",
+        /// `INFO` (account information).
+        AccountInfo => "account.info",
+    }
+}
+
+named_enum! {
+    /// How a JetStream request ended.
+    pub enum JsOutcome {
+        /// Answered without error.
+        Ok => "ok",
+        /// The asset asked for does not exist (how creation starts, not a failure).
+        NotFound => "not_found",
+        /// NATS cannot be reached.
+        Connection => "connection",
+        /// Credentials or permissions refused.
+        Auth => "auth",
+        /// No answer in time.
+        Timeout => "timeout",
+        /// Nobody answers on the API subject.
+        NoResponders => "no_responders",
+        /// The answer could not be decoded.
+        Decode => "decode",
+        /// JetStream refused the request.
+        Refused => "refused",
+        /// Another API error that may pass.
+        Api => "api",
+    }
+}
+
+named_enum! {
+    /// What the operator wrote to Kubernetes.
+    pub enum Write {
+        /// A status (server-side apply of the status subresource).
+        Status => "status",
+        /// A finalizer added or removed.
+        Finalizer => "finalizer",
+        /// An Event.
+        Event => "event",
+    }
+}
+
+label_values!(Outcome, ErrorCategory, JsOp, JsOutcome, Write);
+
 /// Labels of reconcile metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     /// Kind (Stream, Consumer, ...).
     pub kind: &'static str,
-    /// Outcome: ready, waiting, stalled, retry, error, deleted, paused.
-    pub outcome: &'static str,
+    /// How the reconcile ended.
+    pub outcome: Outcome,
 }
 
 /// Labels of error metrics.
@@ -25,23 +159,23 @@ pub struct ErrorLabels {
     /// Kind.
     pub kind: &'static str,
     /// Bounded category.
-    pub category: &'static str,
+    pub category: ErrorCategory,
 }
 
 /// Labels of JetStream API metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
-    /// Operation (stream.info, stream.create, ...).
-    pub op: &'static str,
-    /// ok or an error category.
-    pub outcome: &'static str,
+    /// Operation.
+    pub op: JsOp,
+    /// How it ended.
+    pub outcome: JsOutcome,
 }
 
 /// Labels of JetStream latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     /// Operation.
-    pub op: &'static str,
+    pub op: JsOp,
 }
 
 /// Labels of Kubernetes writes.
@@ -49,8 +183,8 @@ pub struct OpLabels {
 pub struct WriteLabels {
     /// Kind of the object written about.
     pub kind: &'static str,
-    /// status, finalizer or event.
-    pub what: &'static str,
+    /// What was written.
+    pub what: Write,
 }
 
 /// Labels carrying only a kind.
@@ -64,7 +198,7 @@ pub struct KindLabels {
 pub struct Metrics {
     /// Reconciles by kind and outcome.
     pub reconciles: Family<ReconcileLabels, Counter>,
-    /// Reconcile duration by kind.
+    /// Reconcile duration by kind and outcome.
     pub reconcile_duration: Family<ReconcileLabels, Histogram>,
     /// Errors by kind and category.
     pub errors: Family<ErrorLabels, Counter>,
@@ -94,6 +228,15 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family and every operation series present from the start (at
+    /// zero), so dashboards and alerts see them before the first event. Per-kind series
+    /// are added by [`Metrics::init_kind`] for each entry of the kinds table.
+    pub fn new() -> Self {
         let reconcile_duration = Family::<ReconcileLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
         });
@@ -160,77 +303,54 @@ impl Default for Metrics {
             "Open NATS connections",
             m.connections.clone(),
         );
-        m
-    }
-}
-
-/// The kinds, for initialising per-kind series.
-pub const KINDS: [&str; 5] = ["Stream", "Consumer", "KeyValue", "ObjectStore", "Account"];
-
-impl Metrics {
-    /// A registry with every family present from the start (series at zero), so that
-    /// dashboards and alerts see them before the first event.
-    pub fn new() -> Self {
-        let m = Self::default();
-        for kind in KINDS {
-            m.ready.get_or_create(&KindLabels { kind }).set(0);
-            m.objects.get_or_create(&KindLabels { kind }).set(0);
-            for outcome in [
-                "ready", "retry", "stalled", "waiting", "deleted", "paused", "error",
-            ] {
-                let _ = m
-                    .reconciles
-                    .get_or_create(&ReconcileLabels { kind, outcome });
-                let _ = m
-                    .reconcile_duration
-                    .get_or_create(&ReconcileLabels { kind, outcome });
-            }
-            for category in [
-                "connection",
-                "auth",
-                "timeout",
-                "no_responders",
-                "refused",
-                "api",
-                "kube",
-            ] {
-                let _ = m.errors.get_or_create(&ErrorLabels { kind, category });
-            }
-            for what in ["status", "finalizer", "event"] {
-                let _ = m.kube_writes.get_or_create(&WriteLabels { kind, what });
-            }
-        }
-        for op in [
-            "stream.info",
-            "stream.create",
-            "stream.update",
-            "stream.delete",
-            "stream.list",
-            "consumer.info",
-            "consumer.create",
-            "consumer.update",
-            "consumer.delete",
-            "consumer.list",
-            "consumer.pause",
-            "account.info",
-        ] {
-            let _ = m
-                .js_requests
-                .get_or_create(&ApiLabels { op, outcome: "ok" });
+        for &op in JsOp::ALL {
+            let _ = m.js_requests.get_or_create(&ApiLabels {
+                op,
+                outcome: JsOutcome::Ok,
+            });
             let _ = m.js_latency.get_or_create(&OpLabels { op });
         }
         m
     }
 
+    /// Creates every series of one kind at zero.
+    pub fn init_kind(&self, kind: &'static str) {
+        self.ready.get_or_create(&KindLabels { kind }).set(0);
+        self.objects.get_or_create(&KindLabels { kind }).set(0);
+        for &outcome in Outcome::ALL {
+            let _ = self
+                .reconciles
+                .get_or_create(&ReconcileLabels { kind, outcome });
+            let _ = self
+                .reconcile_duration
+                .get_or_create(&ReconcileLabels { kind, outcome });
+        }
+        for &category in ErrorCategory::ALL {
+            let _ = self.errors.get_or_create(&ErrorLabels { kind, category });
+        }
+        for &what in Write::ALL {
+            let _ = self.kube_writes.get_or_create(&WriteLabels { kind, what });
+        }
+    }
+
+    /// Records a reconcile and how long it took.
+    pub fn reconciled(&self, kind: &'static str, outcome: Outcome, took: Duration) {
+        let labels = ReconcileLabels { kind, outcome };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
     /// Records a reconcile error by bounded category.
-    pub fn error(&self, kind: &'static str, category: &'static str) {
+    pub fn error(&self, kind: &'static str, category: ErrorCategory) {
         self.errors
             .get_or_create(&ErrorLabels { kind, category })
             .inc();
     }
 
     /// Records one JetStream API request.
-    pub fn js_request(&self, op: &'static str, outcome: &'static str, took: Duration) {
+    pub fn js_request(&self, op: JsOp, outcome: JsOutcome, took: Duration) {
         self.js_requests
             .get_or_create(&ApiLabels { op, outcome })
             .inc();
@@ -240,10 +360,16 @@ impl Metrics {
     }
 
     /// Records one Kubernetes write.
-    pub fn kube_write(&self, kind: &'static str, what: &'static str) {
+    pub fn kube_write(&self, kind: &'static str, what: Write) {
         self.kube_writes
             .get_or_create(&WriteLabels { kind, what })
             .inc();
+    }
+
+    /// Sets the per-kind object gauges.
+    pub fn set_counts(&self, kind: &'static str, ready: i64, all: i64) {
+        self.ready.get_or_create(&KindLabels { kind }).set(ready);
+        self.objects.get_or_create(&KindLabels { kind }).set(all);
     }
 
     /// Prometheus text exposition.
@@ -253,5 +379,35 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_exists_at_zero() {
+        let m = Metrics::new();
+        m.init_kind("Stream");
+        let text = m.encode();
+        for op in JsOp::ALL {
+            assert!(
+                text.contains(&format!("op=\"{}\",outcome=\"ok\"", op.name())),
+                "{op}"
+            );
+        }
+        for outcome in Outcome::ALL {
+            assert!(
+                text.contains(&format!("kind=\"Stream\",outcome=\"{outcome}\"")),
+                "{outcome}"
+            );
+        }
+        for category in ErrorCategory::ALL {
+            assert!(
+                text.contains(&format!("kind=\"Stream\",category=\"{category}\"")),
+                "{category}"
+            );
+        }
     }
 }

@@ -234,6 +234,11 @@ pub fn account_ref<'a>(reference: &'a str, object_namespace: &'a str) -> (&'a st
     }
 }
 
+impl super::ApiKind for Account {
+    const KIND: &'static str = "Account";
+    const FINALIZER: &'static str = "account.nats.io/finalizer";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -335,3 +335,9 @@ pub enum PriorityPolicy {
     #[serde(rename = "prioritized")]
     Prioritized,
 }
+
+impl super::ApiKind for Consumer {
+    const KIND: &'static str = "Consumer";
+    const FINALIZER: &'static str = "consumer.nats.io/finalizer";
+    const LEGACY_VERSIONS: &'static [&'static str] = &["v1beta1"];
+}

@@ -189,3 +189,8 @@ pub fn duration_or_nanos_schema(_: &mut schemars::SchemaGenerator) -> schemars::
     }))
     .unwrap_or_default()
 }
+
+impl super::ApiKind for KeyValue {
+    const KIND: &'static str = "KeyValue";
+    const FINALIZER: &'static str = "kv.nats.io/finalizer";
+}

@@ -10,7 +10,6 @@ pub mod objectstore;
 pub mod stream;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 
 /// The API group of every kind.
 pub const GROUP: &str = "jetstream.nats.io";
@@ -21,34 +20,40 @@ pub const PAUSED_ANNOTATION: &str = "jetstream.nats.io/paused";
 /// Annotation whose change forces a reconcile (set it to a timestamp).
 pub const RECONCILE_REQUESTED_ANNOTATION: &str = "jetstream.nats.io/reconcile-requested-at";
 
-/// Every CRD the operator serves, in a stable order. Stream and Consumer keep NACK's
-/// unserved `v1beta1` version, so that replacing NACK's CRDs stays valid on clusters that
-/// once stored v1beta1 objects.
-pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut out = vec![
-        stream::Stream::crd(),
-        consumer::Consumer::crd(),
-        keyvalue::KeyValue::crd(),
-        objectstore::ObjectStore::crd(),
-        account::Account::crd(),
-    ];
-    for crd in out.iter_mut().take(2) {
-        crd.spec.versions.push(legacy_version());
-    }
-    out
+/// What the API says about each kind, beyond its schema.
+pub trait ApiKind: kube::CustomResourceExt {
+    /// The kind's name, as in `kind:`.
+    const KIND: &'static str;
+    /// The finalizer the operator puts on objects of this kind (NACK's name, so that
+    /// migrated objects keep working).
+    const FINALIZER: &'static str;
+    /// NACK's earlier versions of the kind, kept in the CRD unserved and unstored so that
+    /// replacing NACK's CRDs stays valid on clusters that once stored them.
+    const LEGACY_VERSIONS: &'static [&'static str] = &[];
 }
 
-/// NACK's old `v1beta1`: not served, not stored, any shape.
-fn legacy_version() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion{
+/// The CRD of a kind, with its legacy versions.
+pub fn crd<K: ApiKind>() -> CustomResourceDefinition {
+    let mut crd = K::crd();
+    for v in K::LEGACY_VERSIONS {
+        crd.spec.versions.push(legacy_version(v));
+    }
+    crd
+}
+
+/// A legacy version: not served, not stored, any shape.
+fn legacy_version(
+    name: &str,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion{
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
     };
     CustomResourceDefinitionVersion {
-        name: "v1beta1".into(),
+        name: name.into(),
         served: false,
         storage: false,
         deprecated: Some(true),
-        deprecation_warning: Some("jetstream.nats.io/v1beta1 is not served; use v1beta2".into()),
+        deprecation_warning: Some(format!("{GROUP}/{name} is not served; use v1beta2")),
         schema: Some(CustomResourceValidation {
             open_api_v3_schema: Some(JSONSchemaProps {
                 type_: Some("object".into()),
@@ -60,12 +65,12 @@ fn legacy_version() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiexten
     }
 }
 
-/// Every CRD as a multi-document YAML stream.
-pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
+/// CRDs as a multi-document YAML stream.
+pub fn crds_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_saphyr::ser::Error> {
     let mut out = String::new();
-    for crd in crds() {
+    for crd in crds {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd)?);
+        out.push_str(&serde_saphyr::to_string(crd)?);
     }
     Ok(out)
 }

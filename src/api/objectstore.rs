@@ -113,3 +113,8 @@ pub struct ObjectStoreSpec {
     #[serde(flatten)]
     pub common: CommonSpec,
 }
+
+impl super::ApiKind for ObjectStore {
+    const KIND: &'static str = "ObjectStore";
+    const FINALIZER: &'static str = "objectstore.nats.io/finalizer";
+}

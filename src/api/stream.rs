@@ -432,6 +432,12 @@ pub struct ConsumerLimits {
     pub max_ack_pending: Option<i64>,
 }
 
+impl super::ApiKind for Stream {
+    const KIND: &'static str = "Stream";
+    const FINALIZER: &'static str = "stream.nats.io/finalizer";
+    const LEGACY_VERSIONS: &'static [&'static str] = &["v1beta1"];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

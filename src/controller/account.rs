@@ -1,351 +1,27 @@
-//! Accounts: resolving an Account (and its Secrets, read with GET, never cached cluster-wide)
-//! into a connection layer, and the Account reconciler (connectivity check, status, the
-//! deletion guard for dependents, and noticing rotated Secrets).
+//! The Account reconciler: checks that the servers accept an Account's settings, notices
+//! rotated Secrets, and holds an Account's deletion while objects still use it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use futures::future::BoxFuture;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::account::{Account, AccountSpec, AccountStatus, account_ref};
+use crate::api::ApiKind;
+use crate::api::account::{Account, AccountStatus, account_ref};
 use crate::api::conditions::{self, reason};
-use crate::api::consumer::Consumer;
-use crate::api::keyvalue::KeyValue;
-use crate::api::objectstore::ObjectStore;
-use crate::api::stream::Stream;
 use crate::jetstream::api::JsApi;
-use crate::jetstream::connection::{Auth, Pem};
-use crate::metrics::ReconcileLabels;
+use crate::metrics::Outcome;
 
-use super::connect::{Layer, merge};
-use super::engine::{error_state, is_paused};
-use super::status::{self, State};
-use super::{Context, Error};
-
-/// The finalizer on Accounts (NACK's name).
-pub const FINALIZER: &str = "account.nats.io/finalizer";
-
-/// Why an object's connection cannot be resolved.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ResolveError {
-    /// Missing Account, Secret or key, or unreadable file: stalled until they change.
-    #[error("{0}")]
-    Unresolved(String),
-    /// The Account does not allow the object's namespace.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The Kubernetes API failed: retry.
-    #[error("{0}")]
-    Transient(String),
-}
-
-impl ResolveError {
-    /// A bounded label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            ResolveError::Unresolved(_) => "connection_unresolved",
-            ResolveError::Forbidden(_) => "forbidden",
-            ResolveError::Transient(_) => "kube",
-        }
-    }
-
-    /// The state an object in this situation is in.
-    pub fn state(&self) -> State {
-        match self {
-            ResolveError::Unresolved(m) => State::Stalled {
-                reason: reason::CONNECTION_UNRESOLVED,
-                message: m.clone(),
-            },
-            ResolveError::Forbidden(m) => State::Stalled {
-                reason: reason::FORBIDDEN,
-                message: m.clone(),
-            },
-            ResolveError::Transient(m) => State::Progressing {
-                reason: reason::KUBERNETES_ERROR,
-                message: m.clone(),
-            },
-        }
-    }
-}
-
-/// A resolved Account.
-#[derive(Clone, Debug)]
-pub struct AccountLayer {
-    /// Connection settings of the Account.
-    pub layer: Layer,
-    /// Fingerprint of the Account's generation and its Secrets' versions.
-    pub hash: String,
-    /// The Account's spec (for the namespace check).
-    pub spec: AccountSpec,
-}
-
-/// A short-lived cache of resolved Accounts, so that a burst of reconciles does not read
-/// the same Account and Secrets a thousand times. The Account reconciler invalidates an
-/// entry as soon as it sees the Account or its Secrets change.
-#[derive(Default)]
-pub struct AccountCache {
-    entries: Mutex<HashMap<(String, String), CacheEntry>>,
-}
-
-/// When an Account was resolved, and the result.
-type CacheEntry = (Instant, Result<AccountLayer, ResolveError>);
-
-/// How long a resolved Account is reused.
-const CACHE_TTL: Duration = Duration::from_secs(5);
-
-impl AccountCache {
-    fn get(&self, key: &(String, String)) -> Option<Result<AccountLayer, ResolveError>> {
-        let m = self.entries.lock().ok()?;
-        m.get(key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, r)| r.clone())
-    }
-
-    fn put(&self, key: (String, String), r: Result<AccountLayer, ResolveError>) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(key, (Instant::now(), r));
-        }
-    }
-
-    /// Forgets an Account.
-    pub fn invalidate(&self, namespace: &str, name: &str) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.remove(&(namespace.to_string(), name.to_string()));
-        }
-    }
-}
-
-struct SecretReader<'a> {
-    api: Api<Secret>,
-    namespace: &'a str,
-    account: &'a str,
-    cache: HashMap<String, Secret>,
-    versions: BTreeMap<String, String>,
-}
-
-impl SecretReader<'_> {
-    async fn value(&mut self, secret: &str, key: &str, what: &str) -> Result<String, ResolveError> {
-        if !self.cache.contains_key(secret) {
-            let s = match self.api.get_opt(secret).await {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    return Err(ResolveError::Unresolved(format!(
-                        "Secret {}/{secret} (the {what} of Account {}) does not exist",
-                        self.namespace, self.account
-                    )));
-                }
-                Err(kube::Error::Api(e)) if e.code == 403 => {
-                    return Err(ResolveError::Unresolved(format!(
-                        "the operator may not read Secret {}/{secret}: {}",
-                        self.namespace, e.message
-                    )));
-                }
-                Err(e) => {
-                    return Err(ResolveError::Transient(format!(
-                        "cannot read Secret {}/{secret}: {e}",
-                        self.namespace
-                    )));
-                }
-            };
-            self.versions
-                .insert(secret.to_string(), s.resource_version().unwrap_or_default());
-            self.cache.insert(secret.to_string(), s);
-        }
-        let s = &self.cache[secret];
-        let bytes = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| b.0.clone())
-            .or_else(|| {
-                s.string_data
-                    .as_ref()
-                    .and_then(|d| d.get(key))
-                    .map(|v| v.as_bytes().to_vec())
-            })
-            .ok_or_else(|| {
-                ResolveError::Unresolved(format!(
-                    "Secret {}/{secret} has no key {key:?} (the {what} of Account {})",
-                    self.namespace, self.account
-                ))
-            })?;
-        String::from_utf8(bytes).map_err(|_| {
-            ResolveError::Unresolved(format!(
-                "key {key:?} of Secret {}/{secret} is not text",
-                self.namespace
-            ))
-        })
-    }
-}
-
-fn read_file(path: &str, what: &str) -> Result<String, ResolveError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ResolveError::Unresolved(format!("cannot read {what} file {path}: {e}")))
-}
-
-fn key_or(v: &Option<String>, default: &str) -> String {
-    v.clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
-/// Reads an Account and its Secrets into a connection layer.
-pub async fn load(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> Result<AccountLayer, ResolveError> {
-    let api: Api<Account> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(name).await {
-        // An Account being deleted still resolves: its deletion waits for its dependents,
-        // and they need it to clean up their assets.
-        Ok(Some(account)) => layer_of(client, &account).await,
-        Ok(None) => Err(ResolveError::Unresolved(format!(
-            "Account {namespace}/{name} does not exist"
-        ))),
-        Err(e) => Err(ResolveError::Transient(format!(
-            "cannot read Account {namespace}/{name}: {e}"
-        ))),
-    }
-}
-
-/// Reads an Account's Secrets (or files) into a connection layer.
-pub async fn layer_of(
-    client: &kube::Client,
-    account: &Account,
-) -> Result<AccountLayer, ResolveError> {
-    let namespace = &account.namespace().unwrap_or_default();
-    let name = &account.name_any();
-    let spec = account.spec.clone();
-    let mut secrets = SecretReader {
-        api: Api::namespaced(client.clone(), namespace),
-        namespace,
-        account: name,
-        cache: HashMap::new(),
-        versions: BTreeMap::new(),
-    };
-    let mut layer = Layer {
-        servers: spec
-            .servers
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .cloned()
-            .collect(),
-        tls_first: spec.tls_first,
-        js_domain: spec.js_domain.clone().filter(|d| !d.is_empty()),
-        api_prefix: spec.js_api_prefix.clone().filter(|d| !d.is_empty()),
-        ..Default::default()
-    };
-    // Authentication: creds > nkey > token > user/password (NACK's order).
-    if let Some(c) = &spec.creds {
-        let key = key_or(&c.file, "user.creds");
-        let text = match &c.secret {
-            Some(s) => secrets.value(&s.name, &key, "credentials").await?,
-            None => read_file(&key, "credentials")?,
-        };
-        layer.auth = Some(Auth::Creds(text));
-    } else if let Some(n) = &spec.nkey {
-        let key = key_or(&n.seed, "seed");
-        let text = match &n.secret {
-            Some(s) => secrets.value(&s.name, &key, "NKey seed").await?,
-            None => read_file(&key, "NKey seed")?,
-        };
-        layer.auth = Some(Auth::Nkey(text.trim().to_string()));
-    } else if let Some(t) = &spec.token {
-        let key = key_or(&t.token, "token");
-        let text = match &t.secret {
-            Some(s) => secrets.value(&s.name, &key, "token").await?,
-            None => {
-                return Err(ResolveError::Unresolved(format!(
-                    "Account {namespace}/{name}: token needs a secret"
-                )));
-            }
-        };
-        layer.auth = Some(Auth::Token(text.trim().to_string()));
-    } else if let Some(u) = &spec.user {
-        let Some(s) = &u.secret else {
-            return Err(ResolveError::Unresolved(format!(
-                "Account {namespace}/{name}: user needs a secret"
-            )));
-        };
-        let user = secrets
-            .value(&s.name, &key_or(&u.user, "user"), "user")
-            .await?;
-        let password = secrets
-            .value(&s.name, &key_or(&u.password, "password"), "password")
-            .await?;
-        layer.auth = Some(Auth::UserPassword(
-            user.trim().to_string(),
-            password.trim_end_matches('\n').to_string(),
-        ));
-    }
-    if let Some(t) = &spec.tls {
-        let pem = |v: String| Pem::Inline(v);
-        match &t.secret {
-            Some(s) => {
-                if let Some(k) = t.ca.as_deref().filter(|k| !k.is_empty()) {
-                    layer.ca = vec![pem(secrets.value(&s.name, k, "TLS CA").await?)];
-                }
-                if let (Some(c), Some(k)) = (
-                    t.cert.as_deref().filter(|c| !c.is_empty()),
-                    t.key.as_deref().filter(|k| !k.is_empty()),
-                ) {
-                    layer.client = Some((
-                        pem(secrets.value(&s.name, c, "TLS certificate").await?),
-                        pem(secrets.value(&s.name, k, "TLS key").await?),
-                    ));
-                }
-            }
-            None => {
-                if let Some(ca) = t.ca.as_deref().filter(|k| !k.is_empty()) {
-                    layer.ca = vec![Pem::File(ca.into())];
-                }
-                if let (Some(c), Some(k)) = (t.cert.as_deref(), t.key.as_deref()) {
-                    layer.client = Some((Pem::File(c.into()), Pem::File(k.into())));
-                }
-            }
-        }
-    }
-    let mut h = DefaultHasher::new();
-    account.metadata.generation.hash(&mut h);
-    secrets.versions.hash(&mut h);
-    Ok(AccountLayer {
-        layer,
-        hash: format!("{:016x}", h.finish()),
-        spec,
-    })
-}
-
-/// Resolves `spec.account` of an object in `object_ns`: the Account's layer, after
-/// checking that the Account lets that namespace use it.
-pub async fn resolve_for(
-    ctx: &Context,
-    reference: &str,
-    object_ns: &str,
-) -> Result<(Layer, String), ResolveError> {
-    let (ns, name) = account_ref(reference, object_ns);
-    let key = (ns.to_string(), name.to_string());
-    let loaded = match ctx.accounts.get(&key) {
-        Some(r) => r,
-        None => {
-            let r = load(&ctx.client, ns, name).await;
-            ctx.accounts.put(key, r.clone());
-            r
-        }
-    }?;
-    if !loaded.spec.allows(ns, object_ns) {
-        return Err(ResolveError::Forbidden(format!(
-            "Account {ns}/{name} does not allow objects in namespace {object_ns} (add it to spec.allowedNamespaces)"
-        )));
-    }
-    Ok((loaded.layer, format!("{ns}/{name}")))
-}
+use super::connect::{AccountLayer, merge};
+use super::context::{Context, Error};
+use super::engine::is_paused;
+use super::kinds::{self, Managed, Visitor};
+use super::plan::{Event, Failure, State};
+use super::status;
 
 /// Per-kind context of the Account controller.
 pub struct AccountCtx {
@@ -357,10 +33,38 @@ pub struct AccountCtx {
 /// only when something changed).
 pub const SECRET_RECHECK: Duration = Duration::from_secs(15);
 
-/// Names of the objects that use an Account (`<kind> <namespace>/<name>`).
+/// The objects of one kind that use an Account (`<kind> <namespace>/<name>`).
+async fn users_of<K: Managed>(
+    client: kube::Client,
+    namespaces: Vec<Option<String>>,
+    home: String,
+    name: String,
+) -> Result<Vec<String>, kube::Error> {
+    let mut out = Vec::new();
+    for ns in &namespaces {
+        let api: Api<K> = match ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        for o in api.list(&ListParams::default()).await? {
+            let ons = o.namespace().unwrap_or_default();
+            let uses = o
+                .common()
+                .account
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .is_some_and(|a| account_ref(a, &ons) == (home.as_str(), name.as_str()));
+            if uses {
+                out.push(format!("{} {}/{}", K::KIND, ons, o.name_any()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Names of the objects, of every asset kind, that use an Account.
 async fn dependents(ctx: &Context, account: &Account) -> Result<Vec<String>, kube::Error> {
     let home = account.namespace().unwrap_or_default();
-    let name = account.name_any();
     let namespaces: Vec<Option<String>> = if account.spec.allowed_namespaces.is_empty() {
         vec![Some(home.clone())]
     } else if ctx.settings.namespaces.is_empty() {
@@ -368,54 +72,51 @@ async fn dependents(ctx: &Context, account: &Account) -> Result<Vec<String>, kub
     } else {
         ctx.settings.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut out = Vec::new();
-    macro_rules! scan {
-        ($kind:ty, $label:expr) => {
-            for ns in &namespaces {
-                let api: Api<$kind> = match ns {
-                    Some(n) => Api::namespaced(ctx.client.clone(), n),
-                    None => Api::all(ctx.client.clone()),
-                };
-                for o in api.list(&ListParams::default()).await? {
-                    let ons = o.namespace().unwrap_or_default();
-                    let uses = o
-                        .spec
-                        .common
-                        .account
-                        .as_deref()
-                        .filter(|a| !a.is_empty())
-                        .map(|a| account_ref(a, &ons) == (home.as_str(), name.as_str()))
-                        .unwrap_or(false);
-                    if uses {
-                        out.push(format!("{} {}/{}", $label, ons, o.name_any()));
-                    }
-                }
-            }
-        };
+    struct Lists {
+        client: kube::Client,
+        namespaces: Vec<Option<String>>,
+        home: String,
+        name: String,
+        lists: Vec<BoxFuture<'static, Result<Vec<String>, kube::Error>>>,
     }
-    scan!(Stream, "Stream");
-    scan!(Consumer, "Consumer");
-    scan!(KeyValue, "KeyValue");
-    scan!(ObjectStore, "ObjectStore");
+    impl Visitor for Lists {
+        fn asset<K: Managed>(&mut self) {
+            self.lists.push(Box::pin(users_of::<K>(
+                self.client.clone(),
+                self.namespaces.clone(),
+                self.home.clone(),
+                self.name.clone(),
+            )));
+        }
+        fn account(&mut self) {}
+    }
+    let mut lists = Lists {
+        client: ctx.client.clone(),
+        namespaces,
+        home,
+        name: account.name_any(),
+        lists: Vec::new(),
+    };
+    kinds::visit(&mut lists);
+    let mut out = Vec::new();
+    for list in lists.lists {
+        out.extend(list.await?);
+    }
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-async fn write_status(ctx: &Context, account: &Account, next: &AccountStatus) -> Result<(), Error> {
-    status::apply_status(ctx, account, "Account", account.status.as_ref(), next).await?;
-    Ok(())
-}
-
-fn next_status(
+async fn write_status(
+    ctx: &Context,
     account: &Account,
     state: &State,
     hash: Option<String>,
     dependents: Vec<String>,
-) -> AccountStatus {
+) -> Result<(), Error> {
     let previous = account.status.as_ref();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
-    AccountStatus {
+    let next = AccountStatus {
         observed_generation: account.metadata.generation,
         conditions: conditions::merge(
             previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]),
@@ -425,52 +126,48 @@ fn next_status(
         ),
         settings_hash: hash,
         dependents,
-    }
+    };
+    status::apply_status(ctx, account, Account::KIND, previous, &next).await?;
+    Ok(())
 }
 
 /// Reconciles an Account.
 pub async fn reconcile(account: Arc<Account>, ac: Arc<AccountCtx>) -> Result<Action, Error> {
     let ctx = &ac.ctx;
-    let (outcome, action) = if account.meta().deletion_timestamp.is_some() {
-        reconcile_deletion(ctx, &account).await?
+    let started = Instant::now();
+    let result = if account.meta().deletion_timestamp.is_some() {
+        reconcile_deletion(ctx, &account).await
     } else if is_paused(account.as_ref()) {
-        ("paused", Action::await_change())
+        Ok((Outcome::Paused, Action::await_change()))
     } else {
-        reconcile_live(ctx, &account).await?
+        reconcile_live(ctx, &account).await
     };
+    let outcome = result.as_ref().map(|(o, _)| *o).unwrap_or(Outcome::Error);
     ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: "Account",
-            outcome,
-        })
-        .inc();
-    Ok(action)
+        .reconciled(Account::KIND, outcome, started.elapsed());
+    result.map(|(_, a)| a)
 }
 
 /// Deleting: release the finalizer once no object uses the Account, and say who does
 /// until then.
-async fn reconcile_deletion(
-    ctx: &Context,
-    account: &Account,
-) -> Result<(&'static str, Action), Error> {
-    ctx.accounts.invalidate(
+async fn reconcile_deletion(ctx: &Context, account: &Account) -> Result<(Outcome, Action), Error> {
+    ctx.resolver.invalidate_account(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
     );
-    if !account.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(("deleted", Action::await_change()));
+    if !account.finalizers().iter().any(|f| f == Account::FINALIZER) {
+        return Ok((Outcome::Deleted, Action::await_change()));
     }
     let deps = dependents(ctx, account).await?;
     if deps.is_empty() {
         let keep: Vec<String> = account
             .finalizers()
             .iter()
-            .filter(|f| *f != FINALIZER)
+            .filter(|f| *f != Account::FINALIZER)
             .cloned()
             .collect();
-        status::patch_finalizers(ctx, account, "Account", keep).await?;
-        return Ok(("deleted", Action::await_change()));
+        status::patch_finalizers(ctx, account, Account::KIND, keep).await?;
+        return Ok((Outcome::Deleted, Action::await_change()));
     }
     let state = State::Stalled {
         reason: reason::DELETION_BLOCKED,
@@ -487,37 +184,31 @@ async fn reconcile_deletion(
         .status
         .as_ref()
         .is_some_and(|s| !s.dependents.is_empty());
-    write_status(
-        ctx,
-        account,
-        &next_status(account, &state, hash, deps.clone()),
-    )
-    .await?;
+    let note = format!("deletion waits for {}", deps.join(", "));
+    write_status(ctx, account, &state, hash, deps).await?;
     if !was_blocked {
-        ctx.event(
-            account,
-            "Account",
-            true,
-            reason::DELETION_BLOCKED,
-            format!("deletion waits for {}", deps.join(", ")),
-        )
-        .await;
+        let ev = Event {
+            warning: true,
+            reason: reason::DELETION_BLOCKED,
+            note,
+        };
+        ctx.event(account, Account::KIND, &ev).await;
     }
-    Ok(("blocked", Action::requeue(Duration::from_secs(5))))
+    Ok((Outcome::Blocked, Action::requeue(Duration::from_secs(5))))
 }
 
 /// Live: re-read the Secrets, check the connection when the settings changed, report.
-async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(&'static str, Action), Error> {
-    if !account.finalizers().iter().any(|f| f == FINALIZER) {
+async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(Outcome, Action), Error> {
+    if !account.finalizers().iter().any(|f| f == Account::FINALIZER) {
         let mut f = account.finalizers().to_vec();
-        f.push(FINALIZER.to_string());
-        status::patch_finalizers(ctx, account, "Account", f).await?;
+        f.push(Account::FINALIZER.to_string());
+        status::patch_finalizers(ctx, account, Account::KIND, f).await?;
     }
     let previous_hash = account
         .status
         .as_ref()
         .and_then(|s| s.settings_hash.clone());
-    let (state, hash) = match layer_of(&ctx.client, account).await {
+    let (state, hash) = match ctx.resolver.account_layer(account).await {
         Err(e) => (e.state(), previous_hash.clone()),
         Ok(l) => {
             let unchanged = previous_hash.as_deref() == Some(l.hash.as_str())
@@ -536,7 +227,7 @@ async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(&'static st
         // Credentials or settings changed: dependents re-resolve (the status change below
         // wakes them through the watch relation).
         let (ns, name) = (account.namespace().unwrap_or_default(), account.name_any());
-        ctx.accounts.invalidate(&ns, &name);
+        ctx.resolver.invalidate_account(&ns, &name);
         info!(account = %format!("{ns}/{name}"), "account settings changed");
     }
     let was = account.status.as_ref().and_then(|s| {
@@ -546,43 +237,36 @@ async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(&'static st
     if let State::Stalled { reason: r, message } = &state
         && was != Some(("True".into(), r.to_string()))
     {
-        ctx.event(account, "Account", true, r, message.clone())
-            .await;
+        let ev = Event {
+            warning: true,
+            reason: r,
+            note: message.clone(),
+        };
+        ctx.event(account, Account::KIND, &ev).await;
     }
-    write_status(
-        ctx,
-        account,
-        &next_status(account, &state, hash, Vec::new()),
-    )
-    .await?;
-    let outcome = if state.is_ready() { "ready" } else { "stalled" };
+    write_status(ctx, account, &state, hash, Vec::new()).await?;
+    let outcome = if state.is_ready() {
+        Outcome::Ready
+    } else {
+        Outcome::Stalled
+    };
     Ok((outcome, Action::requeue(SECRET_RECHECK)))
 }
 
 /// Connects with the Account's settings alone (on the operator's default servers if it
 /// names none) and asks JetStream for account info.
 async fn check_connection(ctx: &Context, l: &AccountLayer) -> State {
-    let global = match Layer::from_default(&ctx.settings.default_connection) {
+    let global = match ctx.resolver.default_layer().await {
         Ok(g) => g,
-        Err(e) => {
-            return State::Stalled {
-                reason: reason::CONNECTION_UNRESOLVED,
-                message: e.0,
-            };
-        }
+        Err(e) => return e.state(),
     };
     let resolved = match merge(&[global, l.layer.clone()], None) {
         Ok(r) => r,
-        Err(e) => {
-            return State::Stalled {
-                reason: reason::CONNECTION_UNRESOLVED,
-                message: e.0,
-            };
-        }
+        Err(e) => return e.state(),
     };
     let conn = match ctx.pool.get(&resolved.settings).await {
         Ok(c) => c,
-        Err(e) => return error_state(&e, "account"),
+        Err(e) => return State::failed(&Failure::from(&e), "account"),
     };
     let js = JsApi::new(
         conn,
@@ -592,7 +276,7 @@ async fn check_connection(ctx: &Context, l: &AccountLayer) -> State {
     );
     match js.account_info().await {
         Ok(_) => State::Ready("the servers accept these settings".into()),
-        Err(e) => error_state(&e, "account"),
+        Err(e) => State::failed(&Failure::from(&e), "account"),
     }
 }
 
@@ -603,6 +287,7 @@ pub fn error_policy(account: Arc<Account>, err: &Error, ac: Arc<AccountCtx>) -> 
         account.namespace().unwrap_or_default(),
         account.name_any()
     );
+    ac.ctx.metrics.error(Account::KIND, err.category());
     warn!(object = %key, error = %err, "account reconcile failed");
     Action::requeue(ac.ctx.backoff(&key))
 }

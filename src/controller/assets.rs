@@ -1,216 +1,64 @@
-//! Applying and deleting assets. One generic path ([`apply`], [`cleanup`]) over the two
-//! JetStream asset types ([`StreamOps`] for streams and the streams behind buckets,
-//! [`ConsumerOps`] for consumers): observe, ownership and adoption, diff, read-only and
-//! preventUpdate, create or update, events.
+//! The executors: they observe JetStream, ask [`super::plan`] what to do, perform exactly
+//! that, publish the events the plan's conclusion names, and report. One generic path for
+//! every asset kind ([`apply`], [`delete`]).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use tracing::{debug, info, warn};
 
-use crate::api::common::AssetStatus;
-use crate::api::conditions::{self, reason};
-use crate::api::consumer::ConsumerSpec;
-use crate::jetstream::api::JsApi;
-use crate::jetstream::consumer_config;
-use crate::jetstream::error::{Disposition, JsError, code};
-use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY, Owner, Ownership};
-use crate::jetstream::stream_config;
-use crate::jetstream::wire::{ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo};
+use crate::api::conditions::reason;
+use crate::jetstream::api::{DEFAULT_PREFIX, JsApi};
+use crate::jetstream::asset::{AssetOps, AssetRef, Facts, Snapshot};
+use crate::jetstream::config::AssetConfig;
+use crate::jetstream::error::code;
+use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY, Owner};
+use crate::metrics::ErrorCategory;
 
-use super::account::ResolveError;
-use super::engine::{Managed, error_state, is_paused, obj_key, resolve};
-use super::registry::{AssetConfig, AssetRef, ObjKey};
-use super::status::State;
-use super::{AdoptionPolicy, Context};
+use super::connect::ResolveError;
+use super::context::Context;
+use super::kinds::{ConfigOf, IdOf, Managed};
+use super::plan::{
+    self, ApplyFacts, Connection, Deletion, DeletionFacts, Executed, Failure, History, Keep,
+    Observed, Plan, State, Subject,
+};
+use super::registry::{ObjKey, Registration};
 
-/// The server-side operations of one asset type.
-pub trait AssetOps {
-    /// Identity of the asset (stream name; stream and consumer name).
-    type Id: Clone + std::fmt::Display + Send + Sync;
-    /// Configuration.
-    type Config: Clone + Send + Sync;
-    /// Info as the server returns it.
-    type Info: Send + Sync;
-    /// What the asset is called in messages.
-    const NOUN: &'static str;
-
-    /// The configuration inside an info.
-    fn config(info: &Self::Info) -> &Self::Config;
-    /// The metadata of a configuration.
-    fn metadata_mut(c: &mut Self::Config) -> &mut BTreeMap<String, String>;
-    /// Fields that differ (JSON names).
-    fn diff(desired: &Self::Config, actual: &Self::Config) -> Vec<String>;
-    /// Normalised copy for the registry.
-    fn seen(c: &Self::Config) -> AssetConfig;
-    /// Cluster leader and replicas.
-    fn facts(info: &Self::Info) -> Facts;
-    /// Reads the asset.
-    fn get(
-        js: &JsApi,
-        id: &Self::Id,
-    ) -> impl Future<Output = Result<Option<Self::Info>, JsError>> + Send;
-    /// Creates it.
-    fn create(
-        js: &JsApi,
-        id: &Self::Id,
-        c: &Self::Config,
-    ) -> impl Future<Output = Result<Self::Info, JsError>> + Send;
-    /// Updates it in place.
-    fn update(
-        js: &JsApi,
-        id: &Self::Id,
-        c: &Self::Config,
-    ) -> impl Future<Output = Result<Self::Info, JsError>> + Send;
-    /// Deletes it; `false` if it was not there.
-    fn delete(js: &JsApi, id: &Self::Id) -> impl Future<Output = Result<bool, JsError>> + Send;
+/// What the connection resolved to, for the status.
+#[derive(Clone, Debug, Default)]
+pub struct Binding {
+    /// Servers, without credentials.
+    pub servers: Option<String>,
+    /// The Account used.
+    pub account: Option<String>,
+    /// The API prefix, when not the default.
+    pub api_prefix: Option<String>,
 }
 
-/// Streams (and the backing streams of KeyValue and ObjectStore).
-pub struct StreamOps;
-
-impl AssetOps for StreamOps {
-    type Id = String;
-    type Config = StreamConfig;
-    type Info = StreamInfo;
-    const NOUN: &'static str = "stream";
-
-    fn config(info: &StreamInfo) -> &StreamConfig {
-        &info.config
-    }
-    fn metadata_mut(c: &mut StreamConfig) -> &mut BTreeMap<String, String> {
-        &mut c.metadata
-    }
-    fn diff(d: &StreamConfig, a: &StreamConfig) -> Vec<String> {
-        stream_config::diff(d, a)
-    }
-    fn seen(c: &StreamConfig) -> AssetConfig {
-        AssetConfig::Stream(Box::new(stream_config::normalize(c.clone())))
-    }
-    fn facts(info: &StreamInfo) -> Facts {
-        let (leader, replicas) = info.placement_facts();
-        Facts {
-            leader,
-            replicas: Some(replicas),
-            pause: None,
-        }
-    }
-    async fn get(js: &JsApi, id: &String) -> Result<Option<StreamInfo>, JsError> {
-        js.stream_info(id).await
-    }
-    async fn create(js: &JsApi, _: &String, c: &StreamConfig) -> Result<StreamInfo, JsError> {
-        js.create_stream(c).await
-    }
-    async fn update(js: &JsApi, _: &String, c: &StreamConfig) -> Result<StreamInfo, JsError> {
-        js.update_stream(c).await
-    }
-    async fn delete(js: &JsApi, id: &String) -> Result<bool, JsError> {
-        js.delete_stream(id).await
-    }
-}
-
-/// A consumer's identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConsumerId {
-    /// Stream name.
-    pub stream: String,
-    /// Consumer name.
-    pub name: String,
-}
-
-impl std::fmt::Display for ConsumerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} on stream {}", self.name, self.stream)
-    }
-}
-
-/// Durable consumers.
-pub struct ConsumerOps;
-
-impl AssetOps for ConsumerOps {
-    type Id = ConsumerId;
-    type Config = ConsumerConfig;
-    type Info = ConsumerInfo;
-    const NOUN: &'static str = "consumer";
-
-    fn config(info: &ConsumerInfo) -> &ConsumerConfig {
-        &info.config
-    }
-    fn metadata_mut(c: &mut ConsumerConfig) -> &mut BTreeMap<String, String> {
-        &mut c.metadata
-    }
-    fn diff(d: &ConsumerConfig, a: &ConsumerConfig) -> Vec<String> {
-        consumer_config::diff(d, a)
-    }
-    fn seen(c: &ConsumerConfig) -> AssetConfig {
-        AssetConfig::Consumer(Box::new(consumer_config::normalize(c.clone())))
-    }
-    fn facts(info: &ConsumerInfo) -> Facts {
-        let leader = info
-            .cluster
-            .as_ref()
-            .filter(|c| c.name.is_some())
-            .and_then(|c| c.leader.clone());
-        Facts {
-            leader,
-            replicas: None,
-            pause: Some(consumer_config::actual_pause(info.paused, &info.config)),
-        }
-    }
-    async fn get(js: &JsApi, id: &ConsumerId) -> Result<Option<ConsumerInfo>, JsError> {
-        js.consumer_info(&id.stream, &id.name).await
-    }
-    async fn create(
-        js: &JsApi,
-        id: &ConsumerId,
-        c: &ConsumerConfig,
-    ) -> Result<ConsumerInfo, JsError> {
-        js.create_consumer(&id.stream, c).await
-    }
-    async fn update(
-        js: &JsApi,
-        id: &ConsumerId,
-        c: &ConsumerConfig,
-    ) -> Result<ConsumerInfo, JsError> {
-        js.update_consumer(&id.stream, c).await
-    }
-    async fn delete(js: &JsApi, id: &ConsumerId) -> Result<bool, JsError> {
-        js.delete_consumer(&id.stream, &id.name).await
-    }
-}
-
-/// Slow-moving facts read from the asset's info.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Facts {
-    /// The cluster leader (clustered servers only).
-    pub leader: Option<String>,
-    /// The replica count.
-    pub replicas: Option<i64>,
-    /// A consumer's pause: `Some(None)` running, `Some(Some(t))` paused until `t`.
-    pub pause: Option<Option<String>>,
-}
-
-/// The result of applying an asset.
-pub struct Applied {
-    /// Where the reconcile ended.
+/// What an apply attempt came to.
+pub struct Attempt {
+    /// Where it ended.
     pub state: State,
+    /// The connection it used.
+    pub binding: Binding,
     /// The asset was adopted now.
     pub adopted: bool,
     /// Facts from the asset's latest info, when known.
     pub facts: Facts,
     /// The asset as the server holds it now, normalised.
-    pub seen: Option<AssetConfig>,
+    pub seen: Option<Snapshot>,
     /// What the asset should be (for the drift scan).
-    pub expected: Option<AssetConfig>,
-    /// The NATS error that ended the attempt, if any.
-    pub error: Option<JsError>,
+    pub expected: Option<Snapshot>,
+    /// The category of the error that ended it, if any (for metrics).
+    pub error: Option<ErrorCategory>,
 }
 
-impl Applied {
+impl Attempt {
     fn new(state: State) -> Self {
         Self {
             state,
+            binding: Binding::default(),
             adopted: false,
             facts: Facts::default(),
             seen: None,
@@ -218,334 +66,222 @@ impl Applied {
             error: None,
         }
     }
+}
 
-    fn failed(e: JsError, noun: &str) -> Self {
-        Self {
-            error: Some(e.clone()),
-            ..Self::new(error_state(&e, noun))
-        }
+/// The asset of an object, for messages.
+pub fn subject<K: Managed>(obj: &K, id: &IdOf<K>) -> Subject {
+    Subject {
+        noun: K::NOUN,
+        id: id.to_string(),
+        stream: K::Asset::stream(id).map(str::to_string),
+        object: obj.name_any(),
+        lost_on_recreate: K::LOST_ON_RECREATE,
     }
 }
 
-fn was_ready_for_this_generation<K: Managed>(obj: &K, previous: Option<&AssetStatus>) -> bool {
-    previous.is_some_and(|p| {
-        conditions::is_ready(&p.conditions) && p.observed_generation == obj.meta().generation
-    })
+/// The owner marker of an object.
+pub fn owner(ctx: &Context, key: &ObjKey) -> Owner {
+    Owner::new(
+        &key.namespace,
+        &key.name,
+        ctx.settings.cluster_name.as_deref(),
+    )
 }
 
-/// Desired config with the actual owner marker: what differs besides ownership.
-fn diff_ignoring_marker<A: AssetOps>(desired: &A::Config, actual: &A::Config) -> Vec<String> {
-    let mut d = desired.clone();
-    let mut a = actual.clone();
-    let theirs = A::metadata_mut(&mut a).clone();
-    let md = A::metadata_mut(&mut d);
-    for k in [OWNER_KEY, CLUSTER_KEY] {
-        match theirs.get(k) {
-            Some(v) => {
-                md.insert(k.into(), v.clone());
-            }
-            None => {
-                md.remove(k);
-            }
-        }
-    }
-    A::diff(&d, actual)
+fn js_api(ctx: &Context, conn: Arc<crate::jetstream::connection::Conn>, prefix: &str) -> JsApi {
+    JsApi::new(
+        conn,
+        prefix.to_string(),
+        ctx.settings.request_timeout,
+        ctx.metrics.clone(),
+    )
 }
 
-/// Ready, unless the server kept something other than what was asked for.
-fn residual_state(noun: &str, id: &str, residual: &[String]) -> State {
-    if residual.is_empty() {
-        State::Ready(format!("{noun} {id} matches the spec"))
-    } else {
-        State::Stalled {
-            reason: reason::NOT_SUPPORTED,
-            message: format!(
-                "JetStream accepted {noun} {id} but stored different values for {}; set them explicitly to what the server allows",
-                residual.join(", ")
-            ),
-        }
-    }
-}
-
-/// Brings one asset to `desired`: create when missing, adopt or refuse when not ours,
-/// update when different (unless read-only or preventUpdate), and say what happened.
-pub async fn apply<K: Managed, A: AssetOps>(
+/// Brings an object's asset to its spec: resolve the connection, read the stream it lives
+/// in (consumers), build the desired configuration, read the asset, plan, perform the plan,
+/// conclude; then drive a consumer's pause.
+pub async fn apply<K: Managed>(
     obj: &K,
     ctx: &Context,
-    js: &JsApi,
-    id: &A::Id,
-    desired: &A::Config,
-    owner: &Owner,
-    previous: Option<&AssetStatus>,
-) -> Applied {
-    let noun = K::NOUN;
-    let read_only = ctx.settings.read_only;
-    let prevent_update = obj.common().prevent_update;
-    let actual = match A::get(js, id).await {
-        Ok(a) => a,
-        Err(e) => return Applied::failed(e, noun),
-    };
-    let Some(info) = actual else {
-        if read_only {
-            return Applied::new(State::Stalled {
-                reason: reason::READ_ONLY,
-                message: format!(
-                    "{noun} {id} does not exist in JetStream; the operator is read-only, so it is not created"
-                ),
-            });
-        }
-        return match A::create(js, id, desired).await {
-            Ok(created) => {
-                let residual = A::diff(desired, A::config(&created));
-                if was_ready_for_this_generation(obj, previous) {
-                    ctx.event(
-                        obj,
-                        K::KIND,
-                        true,
-                        reason::DRIFT_REPAIRED,
-                        format!("{noun} {id} was missing from JetStream (deleted behind the operator's back) and has been recreated; {}", K::LOST_ON_RECREATE),
-                    )
-                    .await;
-                    info!(kind = K::KIND, %id, "recreated");
-                } else {
-                    ctx.event(
-                        obj,
-                        K::KIND,
-                        false,
-                        reason::CREATED,
-                        format!("created {noun} {id}"),
-                    )
-                    .await;
-                    info!(kind = K::KIND, %id, "created");
-                }
-                Applied {
-                    state: residual_state(noun, &id.to_string(), &residual),
-                    adopted: false,
-                    facts: A::facts(&created),
-                    seen: Some(A::seen(A::config(&created))),
-                    expected: Some(A::seen(desired)),
-                    error: None,
-                }
-            }
-            Err(e) if e.is(code::STREAM_NAME_EXISTS) || e.is(code::CONSUMER_ALREADY_EXISTS) => {
-                // Created concurrently by someone else: look again.
-                Applied::new(State::Progressing {
-                    reason: reason::PROGRESSING,
-                    message: format!("{noun} {id} appeared while being created; checking it again"),
-                })
-            }
-            Err(e) => Applied::failed(e, noun),
-        };
-    };
+    key: &ObjKey,
+    trigger: Arc<dyn Fn() + Send + Sync>,
+    history: &History,
+) -> Attempt {
+    let id = obj.asset_id();
+    let subject = subject(obj, &id);
+    let owner = owner(ctx, key);
+    let common = obj.common();
+    let policies = ctx
+        .settings
+        .policies(common.prevent_update, common.prevent_delete);
 
-    let actual_cfg = A::config(&info).clone();
-    let mut applied = Applied {
-        state: State::Ready(format!("{noun} {id} matches the spec")),
-        adopted: false,
-        facts: A::facts(&info),
-        seen: Some(A::seen(&actual_cfg)),
-        expected: Some(A::seen(desired)),
-        error: None,
-    };
-    let mut adopting = false;
-    let marker = A::metadata_mut(&mut actual_cfg.clone()).clone();
-    match owner.classify(&marker) {
-        Ownership::Ours => {}
-        Ownership::Other(who) => {
-            applied.state = State::Stalled {
-                reason: reason::RESOURCE_CONFLICT,
-                message: format!("{noun} {id} is owned by {who}; this object leaves it untouched"),
-            };
-            return applied;
-        }
-        Ownership::Unowned => match ctx.settings.adoption {
-            AdoptionPolicy::Never => {
-                applied.state = State::Stalled {
-                    reason: reason::RESOURCE_CONFLICT,
-                    message: format!(
-                        "{noun} {id} already exists and no object owns it; the adoption policy is 'never', so it is left untouched"
-                    ),
-                };
-                return applied;
-            }
-            AdoptionPolicy::Adopt => adopting = true,
-        },
-    }
-
-    let fields = A::diff(desired, &actual_cfg);
-    if fields.is_empty() {
-        return applied;
-    }
-    let meaningful = diff_ignoring_marker::<A>(desired, &actual_cfg);
-    if read_only || prevent_update {
-        let (r, why) = if read_only {
-            (reason::READ_ONLY, "the operator is read-only")
-        } else {
-            (reason::UPDATE_PREVENTED, "spec.preventUpdate is set")
-        };
-        if meaningful.is_empty() {
-            // Only the ownership marker is missing; nothing the spec asks for differs.
-            applied.state = State::Ready(format!(
-                "{noun} {id} matches the spec (not stamped with an owner: {why})"
-            ));
-            // Not stamped, so not adopted: deleting the object will leave it alone.
-            return applied;
-        }
-        applied.state = State::Stalled {
-            reason: r,
-            message: format!(
-                "{noun} {id} differs from the spec in {}; {why}, so it is not updated",
-                meaningful.join(", ")
-            ),
-        };
-        return applied;
-    }
-
-    match A::update(js, id, desired).await {
-        Ok(updated) => {
-            let residual = A::diff(desired, A::config(&updated));
-            let (warning, why, note) = if adopting {
-                let changed = if meaningful.is_empty() {
-                    "nothing else changed".to_string()
-                } else {
-                    format!("changed to match the spec: {}", meaningful.join(", "))
-                };
-                (
-                    false,
-                    reason::ADOPTED,
-                    format!(
-                        "adopted existing {noun} {id} (stamped with owner {}); {changed}",
-                        owner.id
-                    ),
-                )
-            } else if was_ready_for_this_generation(obj, previous) {
-                (
-                    false,
-                    reason::DRIFT_REPAIRED,
-                    format!(
-                        "{noun} {id} had been changed behind the operator's back ({}); restored to the spec",
-                        fields.join(", ")
-                    ),
-                )
-            } else {
-                (
-                    false,
-                    reason::UPDATED,
-                    format!("updated {noun} {id}: {}", fields.join(", ")),
-                )
-            };
-            ctx.event(obj, K::KIND, warning, why, note).await;
-            info!(kind = K::KIND, %id, ?fields, adopting, "updated");
-            Applied {
-                state: residual_state(noun, &id.to_string(), &residual),
-                adopted: adopting,
-                facts: A::facts(&updated),
-                seen: Some(A::seen(A::config(&updated))),
-                expected: Some(A::seen(desired)),
-                error: None,
-            }
-        }
+    let resolved = match ctx.resolver.resolve(&key.namespace, common).await {
+        Ok(r) => r,
         Err(e) => {
-            applied.state = error_state(&e, noun);
-            applied.error = Some(e);
-            applied
+            ctx.registry.remove(key);
+            return Attempt {
+                error: Some(e.category()),
+                ..Attempt::new(e.state())
+            };
         }
-    }
-}
-
-/// Applies a stream.
-pub async fn apply_stream<K: Managed>(
-    obj: &K,
-    ctx: &Context,
-    js: &JsApi,
-    cfg: &StreamConfig,
-    owner: &Owner,
-    previous: Option<&AssetStatus>,
-) -> Applied {
-    apply::<K, StreamOps>(obj, ctx, js, &cfg.name, cfg, owner, previous).await
-}
-
-/// Applies a consumer: waits for its stream, builds the config from the spec and the
-/// stream's limits, applies it, then drives the pause through the pause API.
-pub async fn apply_consumer<K: Managed>(
-    obj: &K,
-    ctx: &Context,
-    js: &JsApi,
-    spec: &ConsumerSpec,
-    owner: &Owner,
-    previous: Option<&AssetStatus>,
-) -> Applied {
-    let id = ConsumerId {
-        stream: spec.stream_name.clone(),
-        name: spec.durable_name.clone(),
     };
-    let waiting = || {
-        let existed = previous.is_some_and(|p| conditions::is_ready(&p.conditions))
-            || previous
-                .and_then(|p| conditions::find(&p.conditions, conditions::READY))
-                .is_some_and(|c| {
-                    c.reason == reason::WAITING_FOR_STREAM && c.message.contains("deleted")
-                });
-        let message = if existed {
-            format!(
-                "stream {} was deleted; consumer {} comes back when the stream does",
-                id.stream, id.name
-            )
-        } else {
-            format!("waiting for stream {} to exist", id.stream)
-        };
-        Applied::new(State::Progressing {
-            reason: reason::WAITING_FOR_STREAM,
-            message,
-        })
+    let binding = Binding {
+        servers: Some(resolved.settings.display_servers()),
+        account: resolved.account.clone(),
+        api_prefix: (resolved.prefix != DEFAULT_PREFIX).then(|| resolved.prefix.clone()),
     };
-    let stream = match js.stream_info(&id.stream).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return waiting(),
-        Err(e) => return Applied::failed(e, ConsumerOps::NOUN),
+    let failed = |e: &crate::jetstream::error::JsError, binding: Binding| Attempt {
+        binding,
+        error: Some(e.category()),
+        ..Attempt::new(State::failed(&Failure::from(e), K::NOUN))
     };
-    let cfg = match consumer_config::desired(spec, &stream.config, owner) {
+    let conn = match ctx.pool.get(&resolved.settings).await {
         Ok(c) => c,
         Err(e) => {
-            return Applied::new(State::Stalled {
-                reason: reason::INVALID_SPEC,
-                message: e.0,
-            });
+            ctx.registry.remove(key);
+            return failed(&e, binding);
         }
     };
-    let mut applied = apply::<K, ConsumerOps>(obj, ctx, js, &id, &cfg, owner, previous).await;
-    if applied
-        .error
-        .as_ref()
-        .is_some_and(|e| e.is(code::STREAM_NOT_FOUND))
-    {
-        return waiting();
-    }
-    if !applied.state.is_ready() || ctx.settings.read_only || obj.common().prevent_update {
-        return applied;
-    }
-    // The pause is not part of the config update (clustered servers ignore it there); the
-    // info the apply ended with says whether it is paused.
-    let want = consumer_config::desired_pause(spec);
-    let Some(have) = applied.facts.pause.clone() else {
-        return applied;
+    let js = js_api(ctx, conn.clone(), &resolved.prefix);
+    ctx.registry.upsert(
+        key.clone(),
+        Registration {
+            conn: conn.key,
+            js: js.clone(),
+            asset: K::Asset::asset_ref(&id),
+            expected: None,
+            seen: None,
+            ready: false,
+            trigger,
+        },
+    );
+
+    // The stream the asset lives in, when it has one: its limits shape the defaults.
+    let stream = match K::Asset::stream(&id) {
+        None => None,
+        Some(name) => match js.stream_info(name).await {
+            Ok(info) => Some(info.map(|i| i.config)),
+            Err(e) => return failed(&e, binding),
+        },
     };
-    if want != have {
-        match js
-            .pause_consumer(&id.stream, &id.name, want.as_deref())
-            .await
-        {
-            Ok(_) => {
-                let note = match &want {
-                    Some(t) => format!("paused consumer {id} until {t}"),
-                    None => format!("resumed consumer {id}"),
+    let desired = match &stream {
+        Some(None) => None,
+        parent => match obj.desired(&owner, parent.as_ref().and_then(|p| p.as_ref())) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return Attempt {
+                    binding,
+                    error: Some(ErrorCategory::InvalidSpec),
+                    ..Attempt::new(State::invalid_spec(e.0))
                 };
-                ctx.event(obj, K::KIND, false, reason::UPDATED, note).await;
             }
-            Err(e) => applied.state = error_state(&e, ConsumerOps::NOUN),
+        },
+    };
+    let mut stream_vanished = false;
+    let info = match &desired {
+        None => None,
+        Some(_) => match K::Asset::get(&js, &id).await {
+            Ok(i) => i,
+            // The stream went away since it was read: wait for it like a missing one.
+            Err(e) if e.is(code::STREAM_NOT_FOUND) => {
+                stream_vanished = true;
+                None
+            }
+            Err(e) => return failed(&e, binding),
+        },
+    };
+    let observed = info.as_ref().map(K::Asset::config);
+    let plan = plan::apply(&ApplyFacts {
+        desired: desired.as_ref().filter(|_| !stream_vanished),
+        observed,
+        owner: &owner,
+        policies,
+        history,
+    });
+    debug!(object = %key, plan = %plan.kind(), "planned");
+
+    let written = match (&plan, &desired) {
+        (Plan::Create { .. }, Some(d)) => Some(K::Asset::create(&js, &id, d).await),
+        (Plan::Adopt { .. } | Plan::Update { .. }, Some(d)) => {
+            Some(K::Asset::update(&js, &id, d).await)
+        }
+        _ => None,
+    };
+    let mut error = None;
+    let executed = match &written {
+        None => Executed::Nothing,
+        Some(Ok(info)) => Executed::Stored(K::Asset::config(info)),
+        Some(Err(e)) if e.is(code::STREAM_NAME_EXISTS) || e.is(code::CONSUMER_ALREADY_EXISTS) => {
+            Executed::AlreadyExists
+        }
+        // A consumer's stream deleted since it was read.
+        Some(Err(e)) if e.is(code::STREAM_NOT_FOUND) && K::Asset::stream(&id).is_some() => {
+            Executed::StreamMissing
+        }
+        Some(Err(e)) => {
+            error = Some(e.category());
+            Executed::Failed(Failure::from(e))
+        }
+    };
+    let conclusion = plan::conclude(&plan, &executed, desired.as_ref(), &owner, &subject);
+    if let Some(ev) = &conclusion.event {
+        ctx.event(obj, K::KIND, ev).await;
+        info!(kind = K::KIND, id = %subject.id, plan = %plan.kind(), "{}", ev.reason);
+    }
+    let latest = match &written {
+        Some(Ok(i)) => Some(i),
+        _ => info.as_ref(),
+    };
+    let mut attempt = Attempt {
+        state: conclusion.state,
+        binding,
+        adopted: conclusion.adopted,
+        facts: latest.map(K::Asset::facts).unwrap_or_default(),
+        seen: latest.map(|i| K::Asset::snapshot(K::Asset::config(i))),
+        expected: desired.as_ref().map(K::Asset::snapshot),
+        error,
+    };
+    if attempt.state.is_ready() {
+        drive_pause(obj, ctx, &js, &id, &subject, policies, &mut attempt).await;
+    }
+    attempt
+}
+
+/// Pauses or resumes a consumer as its spec says, through the pause API (clustered
+/// servers ignore the pause in a config update). The info the apply ended with says
+/// whether it is paused.
+async fn drive_pause<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    js: &JsApi,
+    id: &IdOf<K>,
+    subject: &Subject,
+    policies: plan::Policies,
+    attempt: &mut Attempt,
+) {
+    let (Some(have), AssetRef::Consumer { stream, name }) =
+        (attempt.facts.pause.clone(), K::Asset::asset_ref(id))
+    else {
+        return;
+    };
+    let want = obj.desired_pause();
+    let step = plan::pause(want.as_deref(), have.as_deref(), policies);
+    let until = match &step {
+        plan::PausePlan::Keep => return,
+        plan::PausePlan::Pause(t) => Some(t.as_str()),
+        plan::PausePlan::Resume => None,
+    };
+    match js.pause_consumer(&stream, &name, until).await {
+        Ok(_) => {
+            if let Some(ev) = plan::pause_event(&step, subject) {
+                ctx.event(obj, K::KIND, &ev).await;
+            }
+        }
+        Err(e) => {
+            attempt.error = Some(e.category());
+            attempt.state = State::failed(&Failure::from(&e), K::NOUN);
         }
     }
-    applied
 }
 
 /// Outcome of a deletion attempt.
@@ -556,133 +292,13 @@ pub enum Cleanup {
     Retry(Duration),
 }
 
-/// Deletes the asset of an object being deleted, if this object owns it and may.
-pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context) -> Cleanup {
-    match obj.asset() {
-        AssetRef::Stream(name) => cleanup_asset::<K, StreamOps>(obj, ctx, &name).await,
-        AssetRef::Consumer { stream, name } => {
-            cleanup_asset::<K, ConsumerOps>(obj, ctx, &ConsumerId { stream, name }).await
-        }
-    }
-}
-
-async fn cleanup_asset<K: Managed, A: AssetOps>(obj: &K, ctx: &Context, id: &A::Id) -> Cleanup {
-    let key = obj_key(obj);
-    let noun = K::NOUN;
-    let keep = |why: String| async move {
-        ctx.event(obj, K::KIND, false, reason::ORPHANED, why).await;
-        Cleanup::Done
-    };
-    if is_paused(obj) {
-        return keep(format!(
-            "reconciling is paused: {noun} {id} is left in JetStream untouched"
-        ))
-        .await;
-    }
-    if ctx.settings.read_only {
-        return keep(format!(
-            "the operator is read-only: {noun} {id} is left in JetStream"
-        ))
-        .await;
-    }
-    let resolved = match resolve(ctx, &key.namespace, obj.common()).await {
-        Ok(r) => r,
-        Err(ResolveError::Transient(why)) => {
-            return deletion_failed::<K, A>(
-                obj,
-                ctx,
-                &key,
-                id,
-                &JsError::Connection {
-                    servers: "-".into(),
-                    reason: why,
-                },
-            )
-            .await;
-        }
-        Err(ResolveError::Unresolved(why) | ResolveError::Forbidden(why)) => {
-            ctx.event(
-                obj,
-                K::KIND,
-                true,
-                reason::ORPHANED,
-                format!("cannot resolve the connection ({why}); releasing the object without deleting {noun} {id}"),
-            )
-            .await;
-            return Cleanup::Done;
-        }
-    };
-    let js = match ctx.pool.get(&resolved.settings).await {
-        Ok(c) => JsApi::new(
-            c,
-            resolved.prefix.clone(),
-            ctx.settings.request_timeout,
-            ctx.metrics.clone(),
-        ),
-        Err(e) => return deletion_failed::<K, A>(obj, ctx, &key, id, &e).await,
-    };
-    let owner = Owner::new(
-        &key.namespace,
-        &key.name,
-        ctx.settings.cluster_name.as_deref(),
-    );
-    let info = match A::get(&js, id).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return Cleanup::Done,
-        Err(e) if e.is(code::STREAM_NOT_FOUND) => return Cleanup::Done,
-        Err(e) => return deletion_failed::<K, A>(obj, ctx, &key, id, &e).await,
-    };
-    let mut cfg = A::config(&info).clone();
-    match owner.classify(A::metadata_mut(&mut cfg)) {
-        Ownership::Ours => {}
-        Ownership::Other(who) => {
-            return keep(format!("{noun} {id} is owned by {who}; not deleting it")).await;
-        }
-        Ownership::Unowned => {
-            return keep(format!(
-                "{noun} {id} was never taken over by this object; not deleting it"
-            ))
-            .await;
-        }
-    }
-    if obj.common().prevent_delete {
-        // Keep it, but release ownership so another object can adopt it.
-        let md = A::metadata_mut(&mut cfg);
-        md.remove(OWNER_KEY);
-        md.remove(CLUSTER_KEY);
-        md.retain(|k, _| !k.starts_with("_nats."));
-        if let Err(e) = A::update(&js, id, &cfg).await {
-            debug!(error = %e, "could not remove the ownership marker from a kept asset");
-        }
-        return keep(format!(
-            "spec.preventDelete is set: {noun} {id} is kept in JetStream (ownership marker removed)"
-        ))
-        .await;
-    }
-    match A::delete(&js, id).await {
-        Ok(_) => {
-            ctx.event(
-                obj,
-                K::KIND,
-                false,
-                reason::DELETED,
-                format!("deleted {noun} {id}"),
-            )
-            .await;
-            Cleanup::Done
-        }
-        Err(e) => deletion_failed::<K, A>(obj, ctx, &key, id, &e).await,
-    }
-}
-
-async fn deletion_failed<K: Managed, A: AssetOps>(
-    obj: &K,
-    ctx: &Context,
-    key: &ObjKey,
-    id: &A::Id,
-    e: &JsError,
-) -> Cleanup {
-    let noun = K::NOUN;
+/// Deletes the asset of an object being deleted, if the object owns it and may, one step
+/// at a time as [`plan::deletion`] asks.
+pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bool) -> Cleanup {
+    let id = obj.asset_id();
+    let subject = subject(obj, &id);
+    let owner = owner(ctx, key);
+    let common = obj.common();
     let age = obj
         .meta()
         .deletion_timestamp
@@ -690,21 +306,87 @@ async fn deletion_failed<K: Managed, A: AssetOps>(
         .map(|t| jiff::Timestamp::now().duration_since(t.0))
         .and_then(|d| Duration::try_from(d).ok())
         .unwrap_or_default();
-    if e.disposition() == Disposition::Transient && age < ctx.settings.deletion_grace {
-        let delay = ctx.backoff(&key.to_string());
-        warn!(object = %key, error = %e, retry_in = ?delay, "cannot delete asset yet");
-        return Cleanup::Retry(delay);
+    let mut facts = DeletionFacts {
+        paused,
+        policies: ctx
+            .settings
+            .policies(common.prevent_update, common.prevent_delete),
+        past_grace: age >= ctx.settings.deletion_grace,
+        ..Default::default()
+    };
+    let mut js: Option<JsApi> = None;
+    let mut observed: Option<ConfigOf<K>> = None;
+    // Each step fills in one fact, so a handful of steps always ends the deletion.
+    for _ in 0..8 {
+        let step = plan::deletion(&facts);
+        match (&step, &js) {
+            (Deletion::Resolve, _) => {
+                facts.connection = Some(match ctx.resolver.resolve(&key.namespace, common).await {
+                    Ok(r) => match ctx.pool.get(&r.settings).await {
+                        Ok(c) => {
+                            js = Some(js_api(ctx, c, &r.prefix));
+                            Connection::Ready
+                        }
+                        Err(e) => Connection::Failed(Failure::from(&e)),
+                    },
+                    Err(ResolveError::Transient(why)) => {
+                        Connection::Failed(Failure::transient(reason::KUBERNETES_ERROR, why))
+                    }
+                    Err(e) => Connection::Unresolved(e.to_string()),
+                });
+            }
+            (Deletion::Observe, Some(js)) => {
+                facts.observed = Some(match K::Asset::get(js, &id).await {
+                    Ok(Some(info)) => {
+                        let cfg = K::Asset::config(&info).clone();
+                        let ownership = owner.classify(cfg.metadata());
+                        observed = Some(cfg);
+                        Observed::Present(ownership)
+                    }
+                    Ok(None) => Observed::Missing,
+                    Err(e) if e.is(code::STREAM_NOT_FOUND) => Observed::Missing,
+                    Err(e) => Observed::Failed(Failure::from(&e)),
+                });
+            }
+            (Deletion::Delete, Some(js)) => {
+                facts.deleted = Some(
+                    K::Asset::delete(js, &id)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| Failure::from(&e)),
+                );
+            }
+            (Deletion::Retry(f), _) => {
+                let delay = ctx.backoff(&key.to_string());
+                warn!(object = %key, error = %f.message, retry_in = ?delay, "cannot delete asset yet");
+                return Cleanup::Retry(delay);
+            }
+            (Deletion::Keep(_) | Deletion::GiveUp(_) | Deletion::Done { .. }, _) => {
+                if let (Deletion::Keep(Keep::PreventDelete), Some(js), Some(cfg)) =
+                    (&step, &js, observed.take())
+                {
+                    release_marker::<K>(js, &id, cfg).await;
+                }
+                if let Some(ev) = plan::deletion_event(&step, &subject) {
+                    ctx.event(obj, K::KIND, &ev).await;
+                }
+                return Cleanup::Done;
+            }
+            // Observe or Delete without a connection cannot happen: the plan resolves first.
+            (Deletion::Observe | Deletion::Delete, None) => break,
+        }
     }
-    ctx.event(
-        obj,
-        K::KIND,
-        true,
-        reason::ORPHANED,
-        format!(
-            "could not delete {noun} {id} ({e}); releasing {} so its namespace is not blocked; the {noun} may remain in JetStream",
-            obj.name_any()
-        ),
-    )
-    .await;
-    Cleanup::Done
+    warn!(object = %key, "deletion did not settle; retrying");
+    Cleanup::Retry(ctx.backoff(&key.to_string()))
+}
+
+/// Removes the ownership marker from a kept asset, so another object can adopt it.
+async fn release_marker<K: Managed>(js: &JsApi, id: &IdOf<K>, mut cfg: ConfigOf<K>) {
+    let md = cfg.metadata_mut();
+    md.remove(OWNER_KEY);
+    md.remove(CLUSTER_KEY);
+    md.retain(|k, _| !k.starts_with("_nats."));
+    if let Err(e) = K::Asset::update(js, id, &cfg).await {
+        debug!(error = %e, "could not remove the ownership marker from a kept asset");
+    }
 }

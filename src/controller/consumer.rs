@@ -1,19 +1,20 @@
-//! The Consumer kind on the shared engine.
+//! The Consumer kind.
 
 use crate::api::common::{AssetStatus, CommonSpec};
 use crate::api::consumer::Consumer;
+use crate::jetstream::asset::{ConsumerId, ConsumerOps};
+use crate::jetstream::consumer_config;
+use crate::jetstream::mapping::InvalidSpec;
 use crate::jetstream::owner::Owner;
-use crate::jetstream::stream_config::InvalidSpec;
+use crate::jetstream::wire::{ConsumerConfig, StreamConfig};
 
-use super::engine::{Desired, Managed};
-use super::registry::AssetRef;
+use super::kinds::Managed;
 
 impl Managed for Consumer {
-    const KIND: &'static str = "Consumer";
-    const FINALIZER: &'static str = "consumer.nats.io/finalizer";
     const NOUN: &'static str = "consumer";
     const LOST_ON_RECREATE: &'static str =
         "its delivery state (acknowledged and pending messages) was lost";
+    type Asset = ConsumerOps;
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common
@@ -23,15 +24,23 @@ impl Managed for Consumer {
         self.status.as_ref()
     }
 
-    fn asset(&self) -> AssetRef {
-        AssetRef::Consumer {
+    fn asset_id(&self) -> ConsumerId {
+        ConsumerId {
             stream: self.spec.stream_name.clone(),
             name: self.spec.durable_name.clone(),
         }
     }
 
-    fn desired(&self, _owner: &Owner) -> Result<Desired, InvalidSpec> {
-        // The config also depends on the stream's limits: built at apply time.
-        Ok(Desired::Consumer(Box::new(self.spec.clone())))
+    fn desired(
+        &self,
+        owner: &Owner,
+        stream: Option<&StreamConfig>,
+    ) -> Result<ConsumerConfig, InvalidSpec> {
+        let fallback = StreamConfig::default();
+        consumer_config::desired(&self.spec, stream.unwrap_or(&fallback), owner)
+    }
+
+    fn desired_pause(&self) -> Option<String> {
+        consumer_config::desired_pause(&self.spec)
     }
 }

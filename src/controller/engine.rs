@@ -1,76 +1,28 @@
-//! The reconcile engine shared by every asset kind: deletion and finalizers, pause,
-//! connection resolution, desired config, observe, diff, apply, status, events, backoff.
-//! A kind only says how its spec maps to a desired asset ([`Managed`]).
+//! The reconcile entry point shared by every asset kind: the object's phase (a pure
+//! decision), then the executor for it, then the status, the registry and the next action.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use crate::api::common::{AssetStatus, CommonSpec};
+use crate::api::common::AssetStatus;
 use crate::api::conditions::{self, Cond, READY, RECONCILING, STALLED, reason};
-use crate::api::consumer::ConsumerSpec;
 use crate::api::{PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION};
-use crate::jetstream::api::JsApi;
+use crate::jetstream::asset::{AssetOps, AssetRef};
 use crate::jetstream::connection::ConnEvent;
-use crate::jetstream::error::{Disposition, JsError};
-use crate::jetstream::owner::Owner;
-use crate::jetstream::stream_config::InvalidSpec;
-use crate::jetstream::wire::StreamConfig;
-use crate::metrics::{ErrorLabels, KindLabels, ReconcileLabels};
+use crate::metrics::Outcome;
 
-use super::account::{self, ResolveError};
-use super::assets::{self, Cleanup};
-use super::connect::{Layer, Resolved, Unresolved, merge};
-use super::registry::{AssetConfig, AssetRef, ObjKey, Registration};
-use super::status::{self, State};
-use super::{Context, Error};
-
-/// The asset an object wants, built from its spec (pure).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Desired {
-    /// A stream (also the backing stream of a bucket).
-    Stream(Box<StreamConfig>),
-    /// A consumer; its config also depends on its stream's limits, read at apply time.
-    Consumer(Box<ConsumerSpec>),
-}
-
-/// A kind the engine can reconcile.
-pub trait Managed:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + DeserializeOwned
-    + Serialize
-    + Send
-    + Sync
-    + 'static
-{
-    /// Kind name, for metrics, logs and the registry.
-    const KIND: &'static str;
-    /// Finalizer (NACK's names, so migrated objects keep working).
-    const FINALIZER: &'static str;
-    /// What the asset is called in messages ("stream", "consumer", ...).
-    const NOUN: &'static str;
-    /// What is lost when the asset had to be recreated (for the Warning event).
-    const LOST_ON_RECREATE: &'static str = "the messages it held are gone";
-    /// Connection, ownership and deletion fields.
-    fn common(&self) -> &CommonSpec;
-    /// The current status.
-    fn asset_status(&self) -> Option<&AssetStatus>;
-    /// The asset this object names.
-    fn asset(&self) -> AssetRef;
-    /// The desired asset.
-    fn desired(&self, owner: &Owner) -> Result<Desired, InvalidSpec>;
-}
+use super::assets::{self, Attempt, Cleanup};
+use super::context::{Context, Error};
+use super::kinds::Managed;
+use super::plan::{self, History, ObjectFacts, Phase, State};
+use super::registry::ObjKey;
+use super::status;
 
 /// Per-kind context handed to the kube controller.
 pub struct KindCtx<K: Managed> {
@@ -96,7 +48,7 @@ pub fn change_hash<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
-pub(super) fn obj_key<K: Managed>(obj: &K) -> ObjKey {
+fn obj_key<K: Managed>(obj: &K) -> ObjKey {
     ObjKey {
         kind: K::KIND,
         namespace: obj.namespace().unwrap_or_default(),
@@ -104,32 +56,13 @@ pub(super) fn obj_key<K: Managed>(obj: &K) -> ObjKey {
     }
 }
 
-pub(super) fn is_paused<K: Resource>(obj: &K) -> bool {
+/// True when the pause annotation is set to `true`.
+pub fn is_paused<K: Resource>(obj: &K) -> bool {
     obj.meta()
         .annotations
         .as_ref()
         .and_then(|a| a.get(PAUSED_ANNOTATION))
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-/// Resolves the connection of an object in `namespace`: the operator's default, then the
-/// Account it names (read with its Secrets), then its own fields (NACK's precedence).
-pub async fn resolve(
-    ctx: &Context,
-    namespace: &str,
-    common: &CommonSpec,
-) -> Result<Resolved, ResolveError> {
-    let unresolved = |e: Unresolved| ResolveError::Unresolved(e.0);
-    let mut layers =
-        vec![Layer::from_default(&ctx.settings.default_connection).map_err(unresolved)?];
-    let mut account = None;
-    if let Some(reference) = common.account.as_deref().filter(|a| !a.is_empty()) {
-        let (layer, id) = account::resolve_for(ctx, reference, namespace).await?;
-        layers.push(layer);
-        account = Some(id);
-    }
-    layers.push(Layer::from_object(common).map_err(unresolved)?);
-    merge(&layers, account).map_err(unresolved)
 }
 
 /// Entry point for the kube controller.
@@ -139,46 +72,20 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, kc: Arc<KindCtx<K>>) -> Result<A
     let result = reconcile_inner(&obj, &kc).await;
     let outcome = match &result {
         Ok((_, o)) => *o,
-        Err(_) => "error",
+        Err(_) => Outcome::Error,
     };
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: K::KIND,
-            outcome,
-        })
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&ReconcileLabels {
-            kind: K::KIND,
-            outcome,
-        })
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconciled(K::KIND, outcome, started.elapsed());
     let (ready, all) = ctx.registry.counts(K::KIND);
-    ctx.metrics
-        .ready
-        .get_or_create(&KindLabels { kind: K::KIND })
-        .set(ready);
-    ctx.metrics
-        .objects
-        .get_or_create(&KindLabels { kind: K::KIND })
-        .set(all);
+    ctx.metrics.set_counts(K::KIND, ready, all);
     result.map(|(a, _)| a)
 }
 
 /// Error policy: Kubernetes API failures retry with per-object backoff.
 pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, kc: Arc<KindCtx<K>>) -> Action {
     let key = obj_key(obj.as_ref());
-    kc.ctx
-        .metrics
-        .errors
-        .get_or_create(&ErrorLabels {
-            kind: K::KIND,
-            category: err.category(),
-        })
-        .inc();
-    let delay = if err.category() == "kube_conflict" {
+    let category = err.category();
+    kc.ctx.metrics.error(K::KIND, category);
+    let delay = if category == crate::metrics::ErrorCategory::KubeConflict {
         Duration::from_millis(200)
     } else {
         kc.ctx.backoff(&key.to_string())
@@ -190,147 +97,70 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, kc: Arc<KindCtx<K>>) -
 async fn reconcile_inner<K: Managed>(
     obj: &Arc<K>,
     kc: &Arc<KindCtx<K>>,
-) -> Result<(Action, &'static str), Error> {
+) -> Result<(Action, Outcome), Error> {
     let ctx = &kc.ctx;
     let key = obj_key(obj.as_ref());
-    let has_finalizer = obj.finalizers().iter().any(|f| f == K::FINALIZER);
-
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    if obj.meta().deletion_timestamp.is_some() {
-        if !has_finalizer {
+    let paused = is_paused(obj.as_ref());
+    let facts = ObjectFacts {
+        deleting: obj.meta().deletion_timestamp.is_some(),
+        has_finalizer: obj.finalizers().iter().any(|f| f == K::FINALIZER),
+        paused,
+    };
+    match plan::phase(&facts) {
+        Phase::Forget => {
             ctx.registry.remove(&key);
             ctx.remember_status(&uid, None);
-            return Ok((Action::await_change(), "deleted"));
+            Ok((Action::await_change(), Outcome::Deleted))
         }
-        return match assets::cleanup(obj.as_ref(), ctx).await {
+        Phase::Finalize => match assets::delete(obj.as_ref(), ctx, &key, paused).await {
             Cleanup::Done => {
                 remove_finalizer(obj.as_ref(), ctx).await?;
                 ctx.registry.remove(&key);
                 ctx.remember_status(&uid, None);
                 ctx.reset_backoff(&key.to_string());
-                Ok((Action::await_change(), "deleted"))
+                Ok((Action::await_change(), Outcome::Deleted))
             }
-            Cleanup::Retry(delay) => Ok((Action::requeue(delay), "retry")),
-        };
+            Cleanup::Retry(delay) => Ok((Action::requeue(delay), Outcome::Retry)),
+        },
+        Phase::Pause => {
+            ctx.registry.remove(&key);
+            write_paused(obj.as_ref(), ctx).await?;
+            Ok((Action::await_change(), Outcome::Paused))
+        }
+        Phase::AddFinalizer => {
+            add_finalizer(obj.as_ref(), ctx).await?;
+            apply(obj, kc, &key, &uid).await
+        }
+        Phase::Apply => apply(obj, kc, &key, &uid).await,
     }
+}
 
-    if is_paused(obj.as_ref()) {
-        ctx.registry.remove(&key);
-        write_paused(obj.as_ref(), ctx).await?;
-        return Ok((Action::await_change(), "paused"));
-    }
-
-    if !has_finalizer {
-        add_finalizer(obj.as_ref(), ctx).await?;
-    }
-
+async fn apply<K: Managed>(
+    obj: &Arc<K>,
+    kc: &Arc<KindCtx<K>>,
+    key: &ObjKey,
+    uid: &str,
+) -> Result<(Action, Outcome), Error> {
+    let ctx = &kc.ctx;
     // The status this process wrote last is at least as new as the cached object's.
     let previous = ctx
-        .written_status(&uid)
+        .written_status(uid)
         .or_else(|| obj.asset_status().cloned());
-    let owner = Owner::new(
-        &key.namespace,
-        &key.name,
-        ctx.settings.cluster_name.as_deref(),
-    );
-    let asset = obj.asset();
-    let mut bound = AssetStatus {
-        asset_name: Some(match &asset {
-            AssetRef::Stream(s) => s.clone(),
-            AssetRef::Consumer { name, .. } => name.clone(),
-        }),
-        stream_name: match &asset {
-            AssetRef::Consumer { stream, .. } => Some(stream.clone()),
-            AssetRef::Stream(_) => None,
-        },
-        adopted: previous.as_ref().is_some_and(|p| p.adopted),
-        ..Default::default()
-    };
-
-    // Connection, desired config, apply; any step may end the attempt with a state.
-    let attempt: Result<assets::Applied, State> = async {
-        let resolved = resolve(ctx, &key.namespace, obj.common())
-            .await
-            .map_err(|e| {
-                ctx.registry.remove(&key);
-                ctx.metrics.error(K::KIND, e.category());
-                e.state()
-            })?;
-        bound.servers = Some(resolved.settings.display_servers());
-        bound.account = resolved.account.clone();
-        bound.api_prefix = (resolved.prefix != crate::jetstream::api::DEFAULT_PREFIX)
-            .then(|| resolved.prefix.clone());
-        let conn = ctx.pool.get(&resolved.settings).await.map_err(|e| {
-            ctx.registry.remove(&key);
-            ctx.metrics.error(K::KIND, e.category());
-            error_state(&e, K::NOUN)
-        })?;
-        let js = JsApi::new(
-            conn.clone(),
-            resolved.prefix.clone(),
-            ctx.settings.request_timeout,
-            ctx.metrics.clone(),
-        );
-        let trigger = {
-            let tx = kc.trigger.clone();
-            let r = ObjectRef::from_obj(obj.as_ref());
-            Arc::new(move || {
-                let _ = tx.unbounded_send(r.clone());
-            })
-        };
-        ctx.registry.upsert(
-            key.clone(),
-            Registration {
-                conn: conn.key,
-                js: js.clone(),
-                asset: asset.clone(),
-                expected: None,
-                seen: None,
-                ready: false,
-                trigger,
-            },
-        );
-        let desired = obj
-            .desired(&owner)
-            .map_err(|InvalidSpec(message)| State::Stalled {
-                reason: reason::INVALID_SPEC,
-                message,
-            })?;
-        Ok(match desired {
-            Desired::Stream(cfg) => {
-                assets::apply_stream(obj.as_ref(), ctx, &js, &cfg, &owner, previous.as_ref()).await
-            }
-            Desired::Consumer(spec) => {
-                assets::apply_consumer(obj.as_ref(), ctx, &js, &spec, &owner, previous.as_ref())
-                    .await
-            }
+    let generation = obj.meta().generation;
+    let history = status::history(previous.as_ref(), generation);
+    let trigger = {
+        let tx = kc.trigger.clone();
+        let r = ObjectRef::from_obj(obj.as_ref());
+        Arc::new(move || {
+            let _ = tx.unbounded_send(r.clone());
         })
-    }
-    .await;
-    let (state, expected) = match attempt {
-        Err(state) => (state, None),
-        Ok(applied) => {
-            if let Some(e) = &applied.error {
-                ctx.metrics.error(K::KIND, e.category());
-            }
-            bound.cluster_leader = applied.facts.leader.clone();
-            bound.replicas = applied.facts.replicas;
-            bound.adopted |= applied.adopted;
-            let seen = applied.seen.clone();
-            ctx.registry.update(&key, |r| r.seen = seen);
-            (applied.state, applied.expected)
-        }
     };
-    finish(
-        obj.as_ref(),
-        ctx,
-        &key,
-        previous.as_ref(),
-        state,
-        bound,
-        expected,
-    )
-    .await
+    let attempt = assets::apply(obj.as_ref(), ctx, key, trigger, &history).await;
+    if let Some(category) = attempt.error {
+        ctx.metrics.error(K::KIND, category);
+    }
+    finish(obj.as_ref(), ctx, key, previous.as_ref(), &history, attempt).await
 }
 
 /// Writes the status, records the outcome in the registry and picks the next action.
@@ -339,38 +169,44 @@ async fn finish<K: Managed>(
     ctx: &Context,
     key: &ObjKey,
     previous: Option<&AssetStatus>,
-    state: State,
-    bound: AssetStatus,
-    expected: Option<AssetConfig>,
-) -> Result<(Action, &'static str), Error> {
-    // Announce a new stall once, when it starts.
-    if let State::Stalled { reason: r, message } = &state {
-        let was = previous
-            .and_then(|p| conditions::find(&p.conditions, STALLED))
-            .is_some_and(|c| c.status == "True" && c.reason == *r)
-            && previous.and_then(|p| p.observed_generation) == obj.meta().generation;
-        if !was {
-            ctx.event(obj, K::KIND, true, r, message.clone()).await;
-        }
+    history: &History,
+    attempt: Attempt,
+) -> Result<(Action, Outcome), Error> {
+    let state = attempt.state;
+    if let Some(ev) = plan::stall_event(&state, history) {
+        ctx.event(obj, K::KIND, &ev).await;
     }
-    let next = status::next_status(previous, obj.meta().generation, &state.conditions(), bound);
-    let wrote = status::write(ctx, obj, K::KIND, previous, &next).await?;
-    tracing::debug!(object = %key, ready = state.is_ready(), wrote, previous_ready = previous.is_some_and(|p| conditions::is_ready(&p.conditions)), "reconciled");
+    let id = obj.asset_id();
+    let bound = AssetStatus {
+        asset_name: Some(K::Asset::asset_ref(&id).name().to_string()),
+        stream_name: K::Asset::stream(&id).map(str::to_string),
+        servers: attempt.binding.servers,
+        account: attempt.binding.account,
+        api_prefix: attempt.binding.api_prefix,
+        adopted: previous.is_some_and(|p| p.adopted) || attempt.adopted,
+        cluster_leader: attempt.facts.leader,
+        replicas: attempt.facts.replicas,
+        ..Default::default()
+    };
+    let generation = obj.meta().generation;
+    let next = status::next_status(previous, generation, &state.conditions(), bound);
+    status::write(ctx, obj, K::KIND, previous, &next).await?;
 
     let ready = state.is_ready();
-    let was_ready = previous.is_some_and(|p| conditions::is_ready(&p.conditions));
-    let mut conn_and_stream = None;
+    let mut became_ready_stream = None;
+    let (seen, expected) = (attempt.seen, attempt.expected);
     ctx.registry.update(key, |r| {
+        r.seen = seen;
         r.ready = ready;
         r.expected = if ready { expected } else { None };
         if let AssetRef::Stream(s) = &r.asset {
-            conn_and_stream = Some((r.conn, s.clone()));
+            became_ready_stream = Some((r.conn, s.clone()));
         }
     });
     // A stream that just became Ready releases the consumers waiting for it.
     if ready
-        && !was_ready
-        && let Some((conn, stream)) = conn_and_stream
+        && !history.was_ready
+        && let Some((conn, stream)) = became_ready_stream
     {
         ctx.registry
             .dispatch(&ConnEvent::StreamCreated { conn, stream });
@@ -378,35 +214,20 @@ async fn finish<K: Managed>(
     Ok(match state {
         State::Ready(_) => {
             ctx.reset_backoff(&key.to_string());
-            (Action::await_change(), "ready")
+            (Action::await_change(), Outcome::Ready)
         }
         State::Stalled { .. } => {
             ctx.reset_backoff(&key.to_string());
-            (Action::await_change(), "stalled")
+            (Action::await_change(), Outcome::Stalled)
         }
         State::Progressing { reason: r, .. } if r == reason::WAITING_FOR_STREAM => {
-            (Action::requeue(ctx.jittered_resync()), "waiting")
+            (Action::requeue(ctx.jittered_resync()), Outcome::Waiting)
         }
-        State::Progressing { .. } => (Action::requeue(ctx.backoff(&key.to_string())), "retry"),
+        State::Progressing { .. } => (
+            Action::requeue(ctx.backoff(&key.to_string())),
+            Outcome::Retry,
+        ),
     })
-}
-
-/// The state for a NATS error.
-pub fn error_state(e: &JsError, noun: &str) -> State {
-    match e.disposition() {
-        Disposition::Transient => State::Progressing {
-            reason: e.reason(),
-            message: e.to_string(),
-        },
-        Disposition::Auth => State::Stalled {
-            reason: e.reason(),
-            message: e.to_string(),
-        },
-        Disposition::Permanent => State::Stalled {
-            reason: e.reason(),
-            message: format!("JetStream refused the {noun} configuration: {e}"),
-        },
-    }
 }
 
 async fn add_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {

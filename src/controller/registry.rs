@@ -5,17 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::jetstream::api::JsApi;
+use crate::jetstream::asset::{AssetRef, Snapshot};
 use crate::jetstream::connection::ConnEvent;
-use crate::jetstream::wire::{ConsumerConfig, StreamConfig};
 
 /// Identity of a managed object.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjKey {
-    /// Kind.
+    /// The object's kind.
     pub kind: &'static str,
-    /// Namespace.
+    /// Its namespace.
     pub namespace: String,
-    /// Name.
+    /// Its name.
     pub name: String,
 }
 
@@ -25,52 +25,19 @@ impl std::fmt::Display for ObjKey {
     }
 }
 
-/// The JetStream asset an object manages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AssetRef {
-    /// A stream (Stream, and the backing streams of KeyValue and ObjectStore).
-    Stream(String),
-    /// A consumer on a stream.
-    Consumer {
-        /// Stream name.
-        stream: String,
-        /// Consumer name.
-        name: String,
-    },
-}
-
-impl AssetRef {
-    /// The stream the asset lives in.
-    pub fn stream(&self) -> &str {
-        match self {
-            AssetRef::Stream(s) => s,
-            AssetRef::Consumer { stream, .. } => stream,
-        }
-    }
-}
-
-/// An asset's configuration, as expected or as seen on the server (normalised).
-#[derive(Clone, Debug, PartialEq)]
-pub enum AssetConfig {
-    /// A stream's.
-    Stream(Box<StreamConfig>),
-    /// A consumer's.
-    Consumer(Box<ConsumerConfig>),
-}
-
 /// One managed object.
 #[derive(Clone)]
 pub struct Registration {
-    /// Connection key.
+    /// Key of the connection the asset is reached on.
     pub conn: u64,
     /// API client for the asset's connection and prefix.
     pub js: JsApi,
-    /// The asset.
+    /// The asset it manages.
     pub asset: AssetRef,
     /// Expected config (known once the object was Ready).
-    pub expected: Option<AssetConfig>,
+    pub expected: Option<Snapshot>,
     /// The asset as last seen on the server, normalised (`None`: missing or not read).
-    pub seen: Option<AssetConfig>,
+    pub seen: Option<Snapshot>,
     /// Ready condition is True.
     pub ready: bool,
     /// Asks the controller to reconcile this object now.

@@ -2,7 +2,7 @@
 //! advisory router, readiness.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -14,69 +14,17 @@ use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::admin::Readiness;
 use crate::api::account::{Account, account_ref};
-use crate::api::consumer::Consumer;
-use crate::api::keyvalue::KeyValue;
-use crate::api::objectstore::ObjectStore;
 use crate::api::stream::Stream;
 use crate::jetstream::connection::Pool;
 use crate::metrics::Metrics;
 
 use super::account::{self, AccountCtx};
-use super::engine::{KindCtx, Managed, change_hash, error_policy, reconcile};
-use super::{Context, Settings, scanner};
-
-/// Counts watches that have finished their initial list (for /readyz). Once every watch
-/// has synced the process stays ready (a watch re-listing later is not an outage).
-#[derive(Default)]
-pub struct Readiness {
-    expected: AtomicUsize,
-    synced: AtomicUsize,
-    latched: std::sync::atomic::AtomicBool,
-}
-
-impl Readiness {
-    /// True once every watch has synced.
-    pub fn is_ready(&self) -> bool {
-        if self.latched.load(Ordering::SeqCst) {
-            return true;
-        }
-        let e = self.expected.load(Ordering::SeqCst);
-        let ready = e > 0 && self.synced.load(Ordering::SeqCst) >= e;
-        if ready {
-            self.latched.store(true, Ordering::SeqCst);
-        }
-        ready
-    }
-
-    /// (synced, expected) watch counts.
-    pub fn counts(&self) -> (usize, usize) {
-        (
-            self.synced.load(Ordering::SeqCst),
-            self.expected.load(Ordering::SeqCst),
-        )
-    }
-
-    /// Forgets the watches counted so far (their tasks were stopped).
-    fn reset(&self) {
-        self.expected.store(0, Ordering::SeqCst);
-        self.synced.store(0, Ordering::SeqCst);
-    }
-
-    /// Registers one watch; returns what to call on its first completed list.
-    fn track<K>(
-        self: &Arc<Self>,
-    ) -> impl Fn(&Result<watcher::Event<K>, watcher::Error>) + Send + Sync + 'static {
-        self.expected.fetch_add(1, Ordering::SeqCst);
-        let me = self.clone();
-        let done = std::sync::atomic::AtomicBool::new(false);
-        move |ev| {
-            if matches!(ev, Ok(watcher::Event::InitDone)) && !done.swap(true, Ordering::SeqCst) {
-                me.synced.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-}
+use super::context::{Context, Settings};
+use super::engine::{KindCtx, change_hash, error_policy, reconcile};
+use super::kinds::{self, Managed, Visitor};
+use super::scanner;
 
 /// Leader election settings.
 #[derive(Clone, Debug)]
@@ -227,19 +175,44 @@ fn follower_watches(
         let synced = readiness.track();
         tokio::spawn(async move {
             watcher(api, watcher::Config::default())
-                .inspect(synced)
+                .inspect(move |ev| {
+                    if matches!(ev, Ok(watcher::Event::InitDone)) {
+                        synced()
+                    }
+                })
                 .default_backoff()
                 .for_each(|_| async {})
                 .await;
         })
     }
+    struct Watches<'a> {
+        client: &'a kube::Client,
+        scope: Option<String>,
+        readiness: &'a Arc<Readiness>,
+        out: Vec<tokio::task::JoinHandle<()>>,
+    }
+    impl Visitor for Watches<'_> {
+        fn asset<K: Managed>(&mut self) {
+            self.out
+                .push(watch(scoped::<K>(self.client, &self.scope), self.readiness));
+        }
+        fn account(&mut self) {
+            self.out.push(watch(
+                scoped::<Account>(self.client, &self.scope),
+                self.readiness,
+            ));
+        }
+    }
     let mut out = Vec::new();
     for scope in scopes(namespaces) {
-        out.push(watch(scoped::<Stream>(client, &scope), readiness));
-        out.push(watch(scoped::<Consumer>(client, &scope), readiness));
-        out.push(watch(scoped::<KeyValue>(client, &scope), readiness));
-        out.push(watch(scoped::<ObjectStore>(client, &scope), readiness));
-        out.push(watch(scoped::<Account>(client, &scope), readiness));
+        let mut w = Watches {
+            client,
+            scope,
+            readiness,
+            out: Vec::new(),
+        };
+        kinds::visit(&mut w);
+        out.extend(w.out);
     }
     out
 }
@@ -303,35 +276,42 @@ pub async fn run(
         tokio::spawn(scanner::route_events(ctx.clone(), events_rx)),
     ];
 
+    struct Controllers<'a> {
+        ctx: &'a Arc<Context>,
+        scope: Option<String>,
+        readiness: &'a Arc<Readiness>,
+        shutdown: &'a futures::future::Shared<BoxFuture<'static, ()>>,
+        out: Vec<BoxFuture<'static, ()>>,
+    }
+    impl Visitor for Controllers<'_> {
+        fn asset<K: Managed>(&mut self) {
+            self.out.push(Box::pin(run_kind::<K>(
+                self.ctx.clone(),
+                self.scope.clone(),
+                self.readiness.clone(),
+                self.shutdown.clone(),
+            )));
+        }
+        fn account(&mut self) {
+            self.out.push(Box::pin(run_accounts(
+                self.ctx.clone(),
+                self.scope.clone(),
+                self.readiness.clone(),
+                self.shutdown.clone(),
+            )));
+        }
+    }
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
-    for scope in &scopes(&settings.namespaces) {
-        let (c, r, d) = (&ctx, &readiness, &shutdown);
-        let s = || scope.clone();
-        controllers.push(Box::pin(run_kind::<Stream>(
-            c.clone(),
-            s(),
-            r.clone(),
-            d.clone(),
-        )));
-        controllers.push(Box::pin(run_kind::<Consumer>(
-            c.clone(),
-            s(),
-            r.clone(),
-            d.clone(),
-        )));
-        controllers.push(Box::pin(run_kind::<KeyValue>(
-            c.clone(),
-            s(),
-            r.clone(),
-            d.clone(),
-        )));
-        controllers.push(Box::pin(run_kind::<ObjectStore>(
-            c.clone(),
-            s(),
-            r.clone(),
-            d.clone(),
-        )));
-        controllers.push(Box::pin(run_accounts(c.clone(), s(), r.clone(), d.clone())));
+    for scope in scopes(&settings.namespaces) {
+        let mut c = Controllers {
+            ctx: &ctx,
+            scope,
+            readiness: &readiness,
+            shutdown: &shutdown,
+            out: Vec::new(),
+        };
+        kinds::visit(&mut c);
+        controllers.extend(c.out);
     }
     info!(namespaces = ?settings.namespaces, resync = ?settings.resync, read_only = settings.read_only, "controllers starting");
     // A controller asked to stop before its first list completes can wait for it forever;
@@ -455,7 +435,11 @@ where
     let (reader, writer) = reflector::store();
     let synced = readiness.track();
     let stream = watcher(api, watcher::Config::default())
-        .inspect(synced)
+        .inspect(move |ev| {
+            if matches!(ev, Ok(watcher::Event::InitDone)) {
+                synced()
+            }
+        })
         .default_backoff()
         .reflect(writer)
         .applied_objects()

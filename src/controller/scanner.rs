@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::jetstream::api::JsApi;
+use crate::jetstream::asset::{AssetOps, AssetRef, ConsumerOps, Snapshot, StreamOps};
 use crate::jetstream::connection::ConnEvent;
 use crate::jetstream::error::code;
-use crate::jetstream::{consumer_config, stream_config};
 
-use super::Context;
-use super::registry::{AssetConfig, AssetRef, ObjKey, Registration};
+use super::context::Context;
+use super::registry::{ObjKey, Registration};
 
 /// Runs the periodic scan until the process stops.
 pub async fn run_scans(ctx: Arc<Context>) {
@@ -39,18 +39,13 @@ pub async fn run_scans(ctx: Arc<Context>) {
 
 /// Decides whether an object needs a reconcile, given what the server lists now
 /// (`None`: not listed).
-fn drifted(r: &Registration, listed: Option<AssetConfig>, may_be_missing: bool) -> bool {
+fn drifted(r: &Registration, listed: Option<Snapshot>, may_be_missing: bool) -> bool {
     match listed {
         // Not listed: reconcile confirms with INFO before recreating, because a listing can
         // leave out assets that are offline.
         None => !may_be_missing && (r.ready || r.seen.is_some()),
-        Some(now) => match (&r.expected, &now) {
-            (Some(AssetConfig::Stream(want)), AssetConfig::Stream(have)) if r.ready => {
-                !stream_config::diff(want, have).is_empty()
-            }
-            (Some(AssetConfig::Consumer(want)), AssetConfig::Consumer(have)) if r.ready => {
-                !consumer_config::diff(want, have).is_empty()
-            }
+        Some(now) => match &r.expected {
+            Some(want) if r.ready => want.drifted(&now),
             // Not Ready (stalled, read-only, retrying): look again only when the server
             // side changed, so a stall never becomes a retry storm.
             _ => r.seen.as_ref() != Some(&now),
@@ -112,9 +107,9 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
         let (key, r) = &regs[*i];
         match &r.asset {
             AssetRef::Stream(name) => {
-                let listed = by_name.get(name.as_str()).map(|s| {
-                    AssetConfig::Stream(Box::new(stream_config::normalize(s.config.clone())))
-                });
+                let listed = by_name
+                    .get(name.as_str())
+                    .map(|s| StreamOps::snapshot(&s.config));
                 if drifted(r, listed, missing.contains(name)) {
                     triggered += trigger(key, r);
                 }
@@ -150,9 +145,9 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
             let AssetRef::Consumer { name, .. } = &r.asset else {
                 continue;
             };
-            let listed = by_consumer.get(name.as_str()).map(|c| {
-                AssetConfig::Consumer(Box::new(consumer_config::normalize(c.config.clone())))
-            });
+            let listed = by_consumer
+                .get(name.as_str())
+                .map(|c| ConsumerOps::snapshot(&c.config));
             if drifted(r, listed, missing_consumers.contains(name)) {
                 triggered += trigger(key, r);
             }

@@ -1,4 +1,5 @@
-//! Turning a reconcile outcome into a status, and writing it only when it changed.
+//! Reading what a previous status says, building the next one, and writing it (and
+//! finalizers) only when it changed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -7,56 +8,29 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::common::AssetStatus;
-use crate::api::conditions::{self, Cond, READY, RECONCILING, STALLED, reason};
+use crate::api::conditions::{self, Cond, READY, STALLED, reason};
+use crate::metrics::Write;
 
-use super::{Context, Error, MANAGER};
+use super::context::{Context, Error, MANAGER};
+use super::plan::History;
 
-/// Where a reconcile ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum State {
-    /// The asset matches the spec.
-    Ready(String),
-    /// Work remains and will continue by itself (retry, or waiting on something).
-    Progressing {
-        /// Reason.
-        reason: &'static str,
-        /// Message.
-        message: String,
-    },
-    /// Retrying cannot help until something changes.
-    Stalled {
-        /// Reason.
-        reason: &'static str,
-        /// Message.
-        message: String,
-    },
-}
-
-impl State {
-    /// The three kstatus conditions for this state.
-    pub fn conditions(&self) -> Vec<Cond> {
-        match self {
-            State::Ready(message) => vec![
-                Cond::yes(READY, reason::READY, message.clone()),
-                Cond::no(RECONCILING, reason::READY, ""),
-                Cond::no(STALLED, reason::READY, ""),
-            ],
-            State::Progressing { reason: r, message } => vec![
-                Cond::no(READY, r, message.clone()),
-                Cond::yes(RECONCILING, r, message.clone()),
-                Cond::no(STALLED, r, ""),
-            ],
-            State::Stalled { reason: r, message } => vec![
-                Cond::no(READY, r, message.clone()),
-                Cond::no(RECONCILING, r, ""),
-                Cond::yes(STALLED, r, message.clone()),
-            ],
-        }
-    }
-
-    /// True for the Ready state.
-    pub fn is_ready(&self) -> bool {
-        matches!(self, State::Ready(_))
+/// What a previous status says, as far as decisions care.
+pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> History {
+    let Some(p) = previous else {
+        return History::default();
+    };
+    let this_generation = p.observed_generation == generation;
+    let ready = conditions::find(&p.conditions, READY);
+    let stalled = conditions::find(&p.conditions, STALLED).filter(|c| c.status == "True");
+    History {
+        ready_for_generation: this_generation && conditions::is_ready(&p.conditions),
+        was_ready: conditions::is_ready(&p.conditions),
+        waiting_for_deleted_stream: ready.is_some_and(|c| {
+            c.reason == reason::WAITING_FOR_STREAM && c.message.contains("deleted")
+        }),
+        stalled_for_generation: stalled
+            .filter(|_| this_generation)
+            .map(|c| c.reason.clone()),
     }
 }
 
@@ -127,7 +101,7 @@ where
         "kind": K::kind(&()),
         "status": next,
     });
-    ctx.metrics.kube_write(kind, "status");
+    ctx.metrics.kube_write(kind, Write::Status);
     api.patch_status(
         &name,
         &PatchParams::apply(MANAGER).force(),
@@ -161,7 +135,7 @@ where
             "resourceVersion": obj.meta().resource_version,
         }
     });
-    ctx.metrics.kube_write(kind, "finalizer");
+    ctx.metrics.kube_write(kind, Write::Finalizer);
     match api
         .patch(
             &obj.meta().name.clone().unwrap_or_default(),

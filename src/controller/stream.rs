@@ -1,17 +1,18 @@
-//! The Stream kind on the shared engine.
+//! The Stream kind.
 
 use crate::api::common::{AssetStatus, CommonSpec};
 use crate::api::stream::Stream;
+use crate::jetstream::asset::StreamOps;
+use crate::jetstream::mapping::InvalidSpec;
 use crate::jetstream::owner::Owner;
-use crate::jetstream::stream_config::{self, InvalidSpec};
+use crate::jetstream::stream_config;
+use crate::jetstream::wire::StreamConfig;
 
-use super::engine::{Desired, Managed};
-use super::registry::AssetRef;
+use super::kinds::Managed;
 
 impl Managed for Stream {
-    const KIND: &'static str = "Stream";
-    const FINALIZER: &'static str = "stream.nats.io/finalizer";
     const NOUN: &'static str = "stream";
+    type Asset = StreamOps;
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common
@@ -21,11 +22,15 @@ impl Managed for Stream {
         self.status.as_ref()
     }
 
-    fn asset(&self) -> AssetRef {
-        AssetRef::Stream(self.spec.name.clone())
+    fn asset_id(&self) -> String {
+        self.spec.name.clone()
     }
 
-    fn desired(&self, owner: &Owner) -> Result<Desired, InvalidSpec> {
-        stream_config::desired(&self.spec, owner).map(|c| Desired::Stream(Box::new(c)))
+    fn desired(
+        &self,
+        owner: &Owner,
+        _: Option<&StreamConfig>,
+    ) -> Result<StreamConfig, InvalidSpec> {
+        stream_config::desired(&self.spec, owner)
     }
 }

@@ -14,7 +14,7 @@ use super::wire::{
     AccountInfo, ConsumerConfig, ConsumerInfo, ConsumerListPage, ConsumerRequest, PauseResponse,
     StreamConfig, StreamInfo, StreamListPage, StreamRequest, SuccessResponse,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{JsOp, JsOutcome, Metrics};
 
 /// The default JetStream API prefix.
 pub const DEFAULT_PREFIX: &str = "$JS.API";
@@ -73,17 +73,15 @@ impl JsApi {
 
     async fn call<T: DeserializeOwned>(
         &self,
-        op: &'static str,
+        op: JsOp,
         subject: String,
         body: Vec<u8>,
     ) -> Result<T, JsError> {
         let started = Instant::now();
         let result = self.call_inner(op, subject, body).await;
         let outcome = match &result {
-            Ok(_) => "ok",
-            // Asking for an asset that does not exist is how creation starts, not a failure.
-            Err(e) if e.is(code::STREAM_NOT_FOUND) || e.is(code::CONSUMER_NOT_FOUND) => "not_found",
-            Err(e) => e.category(),
+            Ok(_) => JsOutcome::Ok,
+            Err(e) => e.outcome(),
         };
         self.metrics.js_request(op, outcome, started.elapsed());
         result
@@ -91,7 +89,7 @@ impl JsApi {
 
     async fn call_inner<T: DeserializeOwned>(
         &self,
-        op: &'static str,
+        op: JsOp,
         subject: String,
         body: Vec<u8>,
     ) -> Result<T, JsError> {
@@ -157,7 +155,7 @@ impl JsApi {
         format!("{}.{}", self.prefix, rest)
     }
 
-    fn json<S: Serialize>(op: &'static str, body: &S) -> Result<Vec<u8>, JsError> {
+    fn json<S: Serialize>(op: JsOp, body: &S) -> Result<Vec<u8>, JsError> {
         serde_json::to_vec(body).map_err(|e| JsError::Decode {
             op,
             reason: e.to_string(),
@@ -166,7 +164,7 @@ impl JsApi {
 
     /// Account information (also a cheap reachability check).
     pub async fn account_info(&self) -> Result<AccountInfo, JsError> {
-        self.call("account.info", self.subject("INFO"), Vec::new())
+        self.call(JsOp::AccountInfo, self.subject("INFO"), Vec::new())
             .await
     }
 
@@ -174,7 +172,7 @@ impl JsApi {
     pub async fn stream_info(&self, name: &str) -> Result<Option<StreamInfo>, JsError> {
         match self
             .call::<StreamInfo>(
-                "stream.info",
+                JsOp::StreamInfo,
                 self.subject(&format!("STREAM.INFO.{name}")),
                 Vec::new(),
             )
@@ -189,14 +187,14 @@ impl JsApi {
     /// Creates a stream.
     pub async fn create_stream(&self, config: &StreamConfig) -> Result<StreamInfo, JsError> {
         let body = Self::json(
-            "stream.create",
+            JsOp::StreamCreate,
             &StreamRequest {
                 config,
                 pedantic: self.pedantic(),
             },
         )?;
         self.call(
-            "stream.create",
+            JsOp::StreamCreate,
             self.subject(&format!("STREAM.CREATE.{}", config.name)),
             body,
         )
@@ -206,14 +204,14 @@ impl JsApi {
     /// Replaces a stream's whole configuration.
     pub async fn update_stream(&self, config: &StreamConfig) -> Result<StreamInfo, JsError> {
         let body = Self::json(
-            "stream.update",
+            JsOp::StreamUpdate,
             &StreamRequest {
                 config,
                 pedantic: self.pedantic(),
             },
         )?;
         self.call(
-            "stream.update",
+            JsOp::StreamUpdate,
             self.subject(&format!("STREAM.UPDATE.{}", config.name)),
             body,
         )
@@ -224,7 +222,7 @@ impl JsApi {
     pub async fn delete_stream(&self, name: &str) -> Result<bool, JsError> {
         match self
             .call::<SuccessResponse>(
-                "stream.delete",
+                JsOp::StreamDelete,
                 self.subject(&format!("STREAM.DELETE.{name}")),
                 Vec::new(),
             )
@@ -243,9 +241,9 @@ impl JsApi {
         let mut missing = Vec::new();
         let mut offset = 0usize;
         loop {
-            let body = Self::json("stream.list", &serde_json::json!({ "offset": offset }))?;
+            let body = Self::json(JsOp::StreamList, &serde_json::json!({ "offset": offset }))?;
             let page: StreamListPage = self
-                .call("stream.list", self.subject("STREAM.LIST"), body)
+                .call(JsOp::StreamList, self.subject("STREAM.LIST"), body)
                 .await?;
             let n = page.streams.len();
             out.extend(page.streams);
@@ -267,7 +265,7 @@ impl JsApi {
     ) -> Result<Option<ConsumerInfo>, JsError> {
         match self
             .call::<ConsumerInfo>(
-                "consumer.info",
+                JsOp::ConsumerInfo,
                 self.subject(&format!("CONSUMER.INFO.{stream}.{name}")),
                 Vec::new(),
             )
@@ -281,7 +279,7 @@ impl JsApi {
 
     async fn write_consumer(
         &self,
-        op: &'static str,
+        op: JsOp,
         action: &'static str,
         stream: &str,
         config: &ConsumerConfig,
@@ -309,7 +307,7 @@ impl JsApi {
         stream: &str,
         config: &ConsumerConfig,
     ) -> Result<ConsumerInfo, JsError> {
-        self.write_consumer("consumer.create", "create", stream, config)
+        self.write_consumer(JsOp::ConsumerCreate, "create", stream, config)
             .await
     }
 
@@ -319,7 +317,7 @@ impl JsApi {
         stream: &str,
         config: &ConsumerConfig,
     ) -> Result<ConsumerInfo, JsError> {
-        self.write_consumer("consumer.update", "update", stream, config)
+        self.write_consumer(JsOp::ConsumerUpdate, "update", stream, config)
             .await
     }
 
@@ -327,7 +325,7 @@ impl JsApi {
     pub async fn delete_consumer(&self, stream: &str, name: &str) -> Result<bool, JsError> {
         match self
             .call::<SuccessResponse>(
-                "consumer.delete",
+                JsOp::ConsumerDelete,
                 self.subject(&format!("CONSUMER.DELETE.{stream}.{name}")),
                 Vec::new(),
             )
@@ -347,12 +345,15 @@ impl JsApi {
         until: Option<&str>,
     ) -> Result<bool, JsError> {
         let body = match until {
-            Some(t) => Self::json("consumer.pause", &serde_json::json!({ "pause_until": t }))?,
+            Some(t) => Self::json(
+                JsOp::ConsumerPause,
+                &serde_json::json!({ "pause_until": t }),
+            )?,
             None => Vec::new(),
         };
         let r: PauseResponse = self
             .call(
-                "consumer.pause",
+                JsOp::ConsumerPause,
                 self.subject(&format!("CONSUMER.PAUSE.{stream}.{name}")),
                 body,
             )
@@ -369,10 +370,10 @@ impl JsApi {
         let mut missing = Vec::new();
         let mut offset = 0usize;
         loop {
-            let body = Self::json("consumer.list", &serde_json::json!({ "offset": offset }))?;
+            let body = Self::json(JsOp::ConsumerList, &serde_json::json!({ "offset": offset }))?;
             let page: ConsumerListPage = self
                 .call(
-                    "consumer.list",
+                    JsOp::ConsumerList,
                     self.subject(&format!("CONSUMER.LIST.{stream}")),
                     body,
                 )

@@ -9,10 +9,10 @@ use crate::api::objectstore::ObjectStoreSpec;
 use crate::api::stream::{Placement, Storage};
 
 use super::mapping::{
-    default_duplicate_window as duplicate_window, dur, limit, placement, republish, source, storage,
+    InvalidSpec, default_duplicate_window as duplicate_window, dur, limit, placement, republish,
+    source, storage,
 };
 use super::owner::Owner;
-use super::stream_config::InvalidSpec;
 use super::wire::{self, StreamConfig};
 
 /// Most values a key-value bucket keeps per key.
@@ -187,7 +187,8 @@ impl Bucket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jetstream::stream_config::{DEFAULT_DUPLICATE_WINDOW, diff};
+    use crate::jetstream::config::AssetConfig;
+    use crate::jetstream::mapping::DEFAULT_DUPLICATE_WINDOW;
 
     fn owner() -> Owner {
         Owner::new("ns", "b", None)
@@ -218,7 +219,7 @@ mod tests {
         let cb = kv_stream(&b, &owner()).unwrap();
         assert_eq!(ca.subject_delete_marker_ttl, 600_000_000_000);
         assert!(ca.allow_msg_ttl);
-        assert!(diff(&ca, &cb).is_empty());
+        assert!(StreamConfig::changes(&ca, &cb).is_empty());
         let short: KeyValueSpec =
             serde_saphyr::from_str("bucket: b\nlimitMarkerTtl: 10\n").unwrap();
         assert!(kv_stream(&short, &owner()).is_err());

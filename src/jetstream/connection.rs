@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,69 +43,37 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Where a PEM document comes from: a file mounted into the operator, or the contents
-/// of a Secret key.
+/// A PEM document, read when the connection settings were resolved (from a file mounted
+/// into the operator, or a Secret key), so a rotated file or Secret changes the identity
+/// and gives a new connection. Only its origin is ever printed.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum Pem {
-    /// A file path.
-    File(PathBuf),
-    /// The PEM text itself.
-    Inline(String),
+pub struct Pem {
+    /// Where it was read from, for messages (a file path, or a Secret and key).
+    pub origin: String,
+    /// The PEM text.
+    pub text: String,
 }
 
 impl std::fmt::Debug for Pem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Pem::File(p) => write!(f, "{}", p.display()),
-            // Never print key material.
-            Pem::Inline(_) => f.write_str("<from secret>"),
-        }
+        // Never print key material.
+        f.write_str(&self.origin)
     }
 }
 
-impl Pem {
-    /// The PEM bytes.
-    pub fn read(&self) -> Result<Vec<u8>, String> {
-        match self {
-            Pem::File(p) => {
-                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-            }
-            Pem::Inline(s) => Ok(s.as_bytes().to_vec()),
-        }
-    }
-}
-
-/// TLS settings, fingerprinted by content so that rotated certificates change the
-/// connection identity.
+/// TLS material, held in memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tls {
     /// CA certificates that verify the servers.
     pub ca: Vec<Pem>,
     /// Client certificate and key.
     pub client: Option<(Pem, Pem)>,
-    /// Hash of the contents when resolved.
-    pub fingerprint: u64,
 }
 
 impl Tls {
     /// True when nothing is configured.
     pub fn is_empty(&self) -> bool {
         self.ca.is_empty() && self.client.is_none()
-    }
-
-    /// Reads the material and records its fingerprint.
-    pub fn fingerprinted(mut self) -> Result<Self, String> {
-        let mut h = DefaultHasher::new();
-        let mut all: Vec<&Pem> = self.ca.iter().collect();
-        if let Some((c, k)) = &self.client {
-            all.push(c);
-            all.push(k);
-        }
-        for p in all {
-            p.read()?.hash(&mut h);
-        }
-        self.fingerprint = h.finish();
-        Ok(self)
     }
 
     /// A rustls client configuration from this material (ring provider). Without a CA the
@@ -123,9 +90,9 @@ impl Tls {
             }
         }
         for pem in &self.ca {
-            let bytes = pem.read()?;
+            let bytes = pem.text.as_bytes();
             let mut n = 0;
-            for cert in CertificateDer::pem_slice_iter(&bytes) {
+            for cert in CertificateDer::pem_slice_iter(bytes) {
                 let cert = cert.map_err(|e| format!("invalid CA certificate {pem:?}: {e}"))?;
                 roots
                     .add(cert)
@@ -144,16 +111,14 @@ impl Tls {
         match &self.client {
             None => Ok(builder.with_no_client_auth()),
             Some((cert, key)) => {
-                let cert_bytes = cert.read()?;
                 let chain: Vec<CertificateDer<'static>> =
-                    CertificateDer::pem_slice_iter(&cert_bytes)
+                    CertificateDer::pem_slice_iter(cert.text.as_bytes())
                         .collect::<Result<_, _>>()
                         .map_err(|e| format!("invalid client certificate {cert:?}: {e}"))?;
                 if chain.is_empty() {
                     return Err(format!("no certificate found in {cert:?}"));
                 }
-                let key_bytes = key.read()?;
-                let key_der = PrivateKeyDer::from_pem_slice(&key_bytes)
+                let key_der = PrivateKeyDer::from_pem_slice(key.text.as_bytes())
                     .map_err(|e| format!("invalid client key {key:?}: {e}"))?;
                 builder
                     .with_client_auth_cert(chain, key_der)
@@ -185,18 +150,28 @@ impl Settings {
         h.finish()
     }
 
-    /// Servers for display (credentials stripped from URLs).
+    /// Servers for display, credentials stripped from every URL (with or without a
+    /// scheme).
     pub fn display_servers(&self) -> String {
         self.servers
             .iter()
-            .map(|s| match (s.find("://"), s.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    format!("{}{}", &s[..scheme + 3], &s[at + 1..])
-                }
-                _ => s.clone(),
-            })
+            .map(|s| redact_url(s))
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// A server URL without the user information of its authority (`user:pass@`, `token@`).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}{}{tail}", &authority[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -777,6 +752,9 @@ mod tests {
         b.auth = Auth::Token("t".into());
         assert_ne!(a.key(), b.key());
         assert_eq!(a.display_servers(), "nats://host:4222");
+        assert_eq!(redact_url("user:pass@host:4222"), "host:4222");
+        assert_eq!(redact_url("tls://t0ken@h:4222/x"), "tls://h:4222/x");
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
         assert_eq!(format!("{:?}", Auth::Token("secret".into())), "token");
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::api::consumer::{AckPolicy, ConsumerSpec, DeliverPolicy, PriorityPolicy, ReplayPolicy};
 
-use super::mapping::{dur, json_diff, nonempty};
+use super::config::{AssetConfig, changed_fields, describe};
+use super::mapping::{InvalidSpec, dur, nonempty};
 use super::owner::Owner;
-use super::stream_config::InvalidSpec;
 use super::wire::{ConsumerConfig, StreamConfig};
 
 /// The server's default ack wait (30 s).
@@ -197,11 +197,58 @@ pub fn normalize(mut c: ConsumerConfig) -> ConsumerConfig {
     c
 }
 
-/// Fields that differ between desired and actual (JSON names), pause excluded.
-pub fn diff(desired: &ConsumerConfig, actual: &ConsumerConfig) -> Vec<String> {
-    let d = normalize(desired.clone());
-    let a = normalize(actual.clone());
-    json_diff(&d, &a)
+impl AssetConfig for ConsumerConfig {
+    fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.metadata
+    }
+
+    fn normalized(&self) -> Self {
+        normalize(self.clone())
+    }
+
+    /// The pause is not compared: it is driven through the pause API.
+    fn changes(desired: &Self, actual: &Self) -> Vec<String> {
+        changed_fields(&normalize(desired.clone()), &normalize(actual.clone()))
+    }
+
+    fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String> {
+        let fixed = |field: &str, a: &dyn std::fmt::Debug, d: &dyn std::fmt::Debug| {
+            Some(describe(
+                field,
+                format!("{a:?}"),
+                format!("{d:?}"),
+                "JetStream cannot change it on an existing consumer",
+            ))
+        };
+        changes
+            .iter()
+            .filter_map(|field| match field.as_str() {
+                "deliver_policy" => fixed(field, &actual.deliver_policy, &desired.deliver_policy),
+                "opt_start_seq" => fixed(field, &actual.opt_start_seq, &desired.opt_start_seq),
+                "opt_start_time" => fixed(field, &actual.opt_start_time, &desired.opt_start_time),
+                "ack_policy" => fixed(field, &actual.ack_policy, &desired.ack_policy),
+                "replay_policy" => fixed(field, &actual.replay_policy, &desired.replay_policy),
+                "max_waiting" => fixed(field, &actual.max_waiting, &desired.max_waiting),
+                "flow_control" => fixed(field, &actual.flow_control, &desired.flow_control),
+                "idle_heartbeat" => fixed(field, &actual.idle_heartbeat, &desired.idle_heartbeat),
+                "mem_storage" => fixed(field, &actual.mem_storage, &desired.mem_storage),
+                "deliver_subject"
+                    if desired.deliver_subject.is_empty() != actual.deliver_subject.is_empty() =>
+                {
+                    Some(format!(
+                        "deliver_subject (the consumer is {} on the server and {} in the spec: a consumer cannot switch between push and pull)",
+                        if actual.deliver_subject.is_empty() { "pull" } else { "push" },
+                        if desired.deliver_subject.is_empty() { "pull" } else { "push" },
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -245,7 +292,11 @@ mod tests {
             "metadata": {"_nats.level": "5", "_nats.ver": "2.15.1", "jetstream.nats.io/owner": "ns/c"}
         }))
         .unwrap();
-        assert!(diff(&c, &echoed).is_empty(), "{:?}", diff(&c, &echoed));
+        assert!(
+            ConsumerConfig::changes(&c, &echoed).is_empty(),
+            "{:?}",
+            ConsumerConfig::changes(&c, &echoed)
+        );
     }
 
     #[test]
@@ -345,7 +396,7 @@ mod tests {
         let mut a = c.clone();
         a.opt_start_time = Some("2026-01-02T13:04:05Z".into());
         a.pause_until = None;
-        assert!(diff(&c, &a).is_empty());
+        assert!(ConsumerConfig::changes(&c, &a).is_empty());
         assert_eq!(c.pause_until.as_deref(), Some("2999-01-01T00:00:00Z"));
         assert_eq!(actual_pause(true, &c), Some("2999-01-01T00:00:00Z".into()));
         assert_eq!(actual_pause(false, &c), None);
@@ -370,6 +421,9 @@ mod tests {
         let mut a = c.clone();
         a.max_ack_pending = 99;
         a.headers_only = true;
-        assert_eq!(diff(&c, &a), vec!["headers_only", "max_ack_pending"]);
+        assert_eq!(
+            ConsumerConfig::changes(&c, &a),
+            vec!["headers_only", "max_ack_pending"]
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::metrics::{ErrorCategory, JsOp, JsOutcome};
+
 /// JetStream error codes the operator acts on.
 pub mod code {
     /// Stream not found.
@@ -75,8 +77,8 @@ pub enum JsError {
     #[error("JetStream API request {op} timed out after {after:?}")]
     Timeout {
         /// Operation.
-        op: &'static str,
-        /// Timeout.
+        op: JsOp,
+        /// The timeout that expired.
         after: Duration,
     },
     /// Nobody answers on the API subject: JetStream disabled, wrong domain or prefix.
@@ -101,7 +103,7 @@ pub enum JsError {
     #[error("cannot decode JetStream {op} response: {reason}")]
     Decode {
         /// Operation.
-        op: &'static str,
+        op: JsOp,
         /// Why.
         reason: String,
     },
@@ -172,19 +174,35 @@ impl JsError {
         }
     }
 
-    /// A bounded label for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
+    /// The bounded category, for metrics.
+    pub fn category(&self) -> ErrorCategory {
         match self {
-            JsError::Connection { .. } => "connection",
-            JsError::Auth { .. } => "auth",
-            JsError::Timeout { .. } => "timeout",
-            JsError::NoResponders { .. } => "no_responders",
-            JsError::Decode { .. } => "decode",
+            JsError::Connection { .. } => ErrorCategory::Connection,
+            JsError::Auth { .. } => ErrorCategory::Auth,
+            JsError::Timeout { .. } => ErrorCategory::Timeout,
+            JsError::NoResponders { .. } => ErrorCategory::NoResponders,
+            JsError::Decode { .. } => ErrorCategory::Decode,
             JsError::Api { .. } => match self.disposition() {
-                Disposition::Permanent => "refused",
-                Disposition::Auth => "auth",
-                Disposition::Transient => "api",
+                Disposition::Permanent => ErrorCategory::Refused,
+                Disposition::Auth => ErrorCategory::Auth,
+                Disposition::Transient => ErrorCategory::Api,
             },
+        }
+    }
+
+    /// How a request that failed with this error is counted.
+    pub fn outcome(&self) -> JsOutcome {
+        if self.is(code::STREAM_NOT_FOUND) || self.is(code::CONSUMER_NOT_FOUND) {
+            return JsOutcome::NotFound;
+        }
+        match self.category() {
+            ErrorCategory::Connection => JsOutcome::Connection,
+            ErrorCategory::Auth => JsOutcome::Auth,
+            ErrorCategory::Timeout => JsOutcome::Timeout,
+            ErrorCategory::NoResponders => JsOutcome::NoResponders,
+            ErrorCategory::Decode => JsOutcome::Decode,
+            ErrorCategory::Refused => JsOutcome::Refused,
+            _ => JsOutcome::Api,
         }
     }
 

@@ -1,14 +1,15 @@
 //! Pieces shared by the spec -> config mappings of every kind: durations, limits, sources,
-//! placement, republish, duplicate windows, and the field-by-field diff of two configs.
-
-use serde::Serialize;
-use serde_json::Value;
+//! placement, republish, duplicate windows, and the error for a spec that cannot map.
 
 use crate::api::common::parse_duration_nanos;
 use crate::api::stream::{Placement, Republish, Storage, StreamSource};
 
-use super::stream_config::InvalidSpec;
 use super::wire;
+
+/// A spec that cannot become a valid configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
 
 /// The server's default duplicate window (2 minutes).
 pub const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
@@ -111,20 +112,4 @@ pub fn source(s: &StreamSource) -> wire::Source {
             deliver_subject: c.deliver_subject.clone().unwrap_or_default(),
         }),
     }
-}
-
-/// The top-level JSON fields whose values differ between two (normalised) configs.
-pub fn json_diff<T: Serialize>(desired: &T, actual: &T) -> Vec<String> {
-    let (Ok(Value::Object(dm)), Ok(Value::Object(am))) =
-        (serde_json::to_value(desired), serde_json::to_value(actual))
-    else {
-        return vec!["config".into()];
-    };
-    let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| dm.get(*k) != am.get(*k))
-        .map(|k| k.to_string())
-        .collect()
 }

@@ -2,7 +2,9 @@
 //! connections, the JetStream API client, errors and advisories.
 
 pub mod api;
+pub mod asset;
 pub mod bucket_config;
+pub mod config;
 pub mod connection;
 pub mod consumer_config;
 pub mod error;

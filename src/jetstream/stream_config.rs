@@ -5,19 +5,16 @@ use std::collections::BTreeMap;
 
 use crate::api::stream::{Compression, Discard, PersistMode, Retention, StreamSpec};
 
+use super::config::{AssetConfig, changed_fields, describe};
 use super::mapping::{
-    default_duplicate_window, dur, json_diff, limit, nonempty, placement, republish, source,
+    InvalidSpec, default_duplicate_window, dur, limit, nonempty, placement, republish, source,
     storage,
 };
 use super::owner::Owner;
 use super::wire::{self, StreamConfig};
 
-pub use super::mapping::DEFAULT_DUPLICATE_WINDOW;
-
-/// A spec that cannot become a valid configuration.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidSpec(pub String);
+#[cfg(test)]
+use super::mapping::DEFAULT_DUPLICATE_WINDOW;
 
 /// Builds the configuration the server should hold for `spec`, with every default the
 /// server would fill in made explicit, and the ownership marker in its metadata.
@@ -189,19 +186,89 @@ pub fn normalize(mut c: StreamConfig) -> StreamConfig {
     c
 }
 
-/// Fields that differ between the desired and the actual config (JSON names), after
-/// normalising both. Create-only and server-derived fields are not compared.
-pub fn diff(desired: &StreamConfig, actual: &StreamConfig) -> Vec<String> {
-    let d = normalize(desired.clone());
-    let mut a = normalize(actual.clone());
-    // first_seq only applies at creation.
-    a.first_seq = d.first_seq;
-    // For a mirror the server derives mirror_direct from the origin; only compare it
-    // when the spec asks for it.
-    if d.mirror.is_some() && !d.mirror_direct {
-        a.mirror_direct = false;
+impl AssetConfig for StreamConfig {
+    fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
     }
-    json_diff(&d, &a)
+
+    fn metadata_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.metadata
+    }
+
+    fn normalized(&self) -> Self {
+        normalize(self.clone())
+    }
+
+    fn changes(desired: &Self, actual: &Self) -> Vec<String> {
+        let d = normalize(desired.clone());
+        let mut a = normalize(actual.clone());
+        // first_seq only applies at creation.
+        a.first_seq = d.first_seq;
+        // For a mirror the server derives mirror_direct from the origin; only compare it
+        // when the spec asks for it.
+        if d.mirror.is_some() && !d.mirror_direct {
+            a.mirror_direct = false;
+        }
+        changed_fields(&d, &a)
+    }
+
+    fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String> {
+        let one_way = |field: &str, d: bool, a: bool| {
+            (a && !d).then(|| describe(field, a, d, "it can only be turned on"))
+        };
+        changes
+            .iter()
+            .filter_map(|field| match field.as_str() {
+                "storage" => Some(describe(
+                    field,
+                    &actual.storage,
+                    &desired.storage,
+                    "the storage type cannot change",
+                )),
+                "retention"
+                    if desired.retention == "workqueue" || actual.retention == "workqueue" =>
+                {
+                    Some(describe(
+                        field,
+                        &actual.retention,
+                        &desired.retention,
+                        "retention cannot change to or from workqueue",
+                    ))
+                }
+                // Removing a mirror (promoting it) is allowed; adding or changing one is not.
+                "mirror" if desired.mirror.is_some() => Some(format!(
+                    "mirror (a mirror cannot be added to a stream or changed; the server has {})",
+                    actual
+                        .mirror
+                        .as_ref()
+                        .map(|m| format!("a mirror of {}", m.name))
+                        .unwrap_or_else(|| "none".into())
+                )),
+                "persist_mode" => Some(describe(
+                    field,
+                    actual.persist_mode.as_deref().unwrap_or("default"),
+                    desired.persist_mode.as_deref().unwrap_or("default"),
+                    "the persist mode cannot change",
+                )),
+                "allow_msg_counter" => Some(describe(
+                    field,
+                    actual.allow_msg_counter,
+                    desired.allow_msg_counter,
+                    "a stream is a counter stream for life",
+                )),
+                "sealed" => one_way(field, desired.sealed, actual.sealed),
+                "deny_delete" => one_way(field, desired.deny_delete, actual.deny_delete),
+                "deny_purge" => one_way(field, desired.deny_purge, actual.deny_purge),
+                "allow_msg_ttl" => one_way(field, desired.allow_msg_ttl, actual.allow_msg_ttl),
+                "allow_msg_schedules" => one_way(
+                    field,
+                    desired.allow_msg_schedules,
+                    actual.allow_msg_schedules,
+                ),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -317,7 +384,11 @@ nkey: ''
                          "jetstream.nats.io/owner": "team-a/orders"}
         }))
         .unwrap();
-        assert!(diff(&d, &echoed).is_empty(), "{:?}", diff(&d, &echoed));
+        assert!(
+            StreamConfig::changes(&d, &echoed).is_empty(),
+            "{:?}",
+            StreamConfig::changes(&d, &echoed)
+        );
     }
 
     #[test]
@@ -328,7 +399,10 @@ nkey: ''
         a.subjects = vec!["b".into(), "a".into()]; // order does not matter
         a.allow_direct = true; // turned on behind our back: must go back off
         a.metadata.insert("_nats.ver".into(), "2.15.1".into());
-        assert_eq!(diff(&d, &a), vec!["allow_direct", "max_age"]);
+        assert_eq!(
+            StreamConfig::changes(&d, &a),
+            vec!["allow_direct", "max_age"]
+        );
     }
 
     #[test]
@@ -336,7 +410,7 @@ nkey: ''
         let d = desired(&spec("name: s\nfirstSequence: 100\n"), &owner()).unwrap();
         let mut a = d.clone();
         a.first_seq = 0;
-        assert!(diff(&d, &a).is_empty());
+        assert!(StreamConfig::changes(&d, &a).is_empty());
     }
 
     #[test]

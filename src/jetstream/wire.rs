@@ -19,12 +19,9 @@ fn is_zero(n: &i64) -> bool {
 /// A stream's configuration (`StreamConfig` on the server).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
-    /// Stream name.
     pub name: String,
-    /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Subjects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
     /// `limits`, `interest` or `workqueue`.
@@ -54,7 +51,6 @@ pub struct StreamConfig {
     /// `file` or `memory`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub storage: String,
-    /// Replicas.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub num_replicas: i64,
     /// No acks.
@@ -63,25 +59,18 @@ pub struct StreamConfig {
     /// Duplicate window in nanoseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate_window: i64,
-    /// Placement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
-    /// Mirror.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Source>,
-    /// Sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
-    /// Sealed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sealed: bool,
-    /// Deny delete.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deny_delete: bool,
-    /// Deny purge.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deny_purge: bool,
-    /// Allow rollup headers.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_rollup_hdrs: bool,
     /// `none` or `s2`.
@@ -90,10 +79,8 @@ pub struct StreamConfig {
     /// First sequence (create only).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub first_seq: i64,
-    /// Subject transform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<Transform>,
-    /// Republish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub republish: Option<Republish>,
     /// Allow direct get.
@@ -102,28 +89,22 @@ pub struct StreamConfig {
     /// Mirror direct get.
     #[serde(default, skip_serializing_if = "is_false")]
     pub mirror_direct: bool,
-    /// Discard new per subject.
     #[serde(default, skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
-    /// Consumer limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_limits: Option<ConsumerLimits>,
-    /// Metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
-    /// Per-message TTL.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_ttl: bool,
     /// Subject delete marker TTL in nanoseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub subject_delete_marker_ttl: i64,
-    /// Counter stream.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_counter: bool,
     /// Atomic batch publish.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_atomic: bool,
-    /// Message schedules.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_schedules: bool,
     /// Fast batch publish.
@@ -137,10 +118,8 @@ pub struct StreamConfig {
 /// Placement.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
-    /// Cluster.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster: String,
-    /// Tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
 }
@@ -156,10 +135,8 @@ pub struct Source {
     /// Start time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opt_start_time: Option<String>,
-    /// Filter subject.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub filter_subject: String,
-    /// Subject transforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_transforms: Vec<Transform>,
     /// External account or domain.
@@ -184,9 +161,7 @@ pub struct External {
 /// Durable sourcing consumer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceConsumer {
-    /// Consumer name.
     pub name: String,
-    /// Deliver subject.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub deliver_subject: String,
 }
@@ -211,7 +186,6 @@ pub struct Republish {
     /// Destination.
     #[serde(default)]
     pub dest: String,
-    /// Headers only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub headers_only: bool,
 }
@@ -222,7 +196,6 @@ pub struct ConsumerLimits {
     /// Inactive threshold in nanoseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub inactive_threshold: i64,
-    /// Max ack pending.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_ack_pending: i64,
 }
@@ -234,20 +207,6 @@ impl ConsumerLimits {
     }
 }
 
-/// An API error as the server reports it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApiError {
-    /// HTTP-like code.
-    #[serde(default)]
-    pub code: u16,
-    /// NATS error code.
-    #[serde(default)]
-    pub err_code: u64,
-    /// Description.
-    #[serde(default)]
-    pub description: String,
-}
-
 /// Cluster information of an asset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterInfo {
@@ -257,9 +216,6 @@ pub struct ClusterInfo {
     /// Leader server.
     #[serde(default)]
     pub leader: Option<String>,
-    /// Other replicas.
-    #[serde(default)]
-    pub replicas: Vec<serde_json::Value>,
 }
 
 /// `STREAM.INFO`, `STREAM.CREATE` and `STREAM.UPDATE` responses (and list entries).
@@ -300,29 +256,12 @@ impl StreamInfo {
     }
 }
 
-/// Response wrapper: either an error or the payload.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Response<T> {
-    /// Error, if any.
-    #[serde(default)]
-    pub error: Option<ApiError>,
-    /// Payload.
-    #[serde(flatten)]
-    pub body: Option<T>,
-}
-
 /// A `STREAM.LIST` page.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StreamListPage {
     /// Total streams.
     #[serde(default)]
     pub total: usize,
-    /// Offset of this page.
-    #[serde(default)]
-    pub offset: usize,
-    /// Page size limit.
-    #[serde(default)]
-    pub limit: usize,
     /// Streams in this page.
     #[serde(default)]
     pub streams: Vec<StreamInfo>,
@@ -339,29 +278,13 @@ pub struct SuccessResponse {
     pub success: bool,
 }
 
-/// Account info (`$JS.API.INFO`), reduced to what the operator needs.
+/// Account info (`$JS.API.INFO`): the operator only checks that it answers.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct AccountInfo {
-    /// API details.
-    #[serde(default)]
-    pub api: ApiLevelInfo,
-    /// Domain, if any.
-    #[serde(default)]
-    pub domain: Option<String>,
-}
-
-/// The API level block of account info.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ApiLevelInfo {
-    /// API level (2.11+).
-    #[serde(default)]
-    pub level: u32,
-}
+pub struct AccountInfo {}
 
 /// A stream create or update request: the config plus `pedantic`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StreamRequest<'a> {
-    /// The config.
     #[serde(flatten)]
     pub config: &'a StreamConfig,
     /// Refuse instead of silently adjusting the config (2.11+).
@@ -372,13 +295,11 @@ pub struct StreamRequest<'a> {
 /// A consumer's configuration (`ConsumerConfig` on the server).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerConfig {
-    /// Durable name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub durable_name: String,
     /// Name (equals the durable name).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `all`, `last`, `new`, `by_start_sequence`, `by_start_time`, `last_per_subject`.
@@ -402,10 +323,8 @@ pub struct ConsumerConfig {
     /// Backoff in nanoseconds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backoff: Vec<i64>,
-    /// Filter subject.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub filter_subject: String,
-    /// Filter subjects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filter_subjects: Vec<String>,
     /// `instant` or `original`.
@@ -423,10 +342,8 @@ pub struct ConsumerConfig {
     /// Max unacknowledged messages.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_ack_pending: i64,
-    /// Flow control.
     #[serde(default, skip_serializing_if = "is_false")]
     pub flow_control: bool,
-    /// Headers only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub headers_only: bool,
     /// Max pull batch.
@@ -447,13 +364,11 @@ pub struct ConsumerConfig {
     /// Memory storage.
     #[serde(default, skip_serializing_if = "is_false")]
     pub mem_storage: bool,
-    /// Metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     /// Paused until (managed through the pause API, see the consumer reconciler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_until: Option<String>,
-    /// Priority groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub priority_groups: Vec<String>,
     /// `none`, `overflow`, `pinned_client`, `prioritized`.
@@ -476,10 +391,8 @@ pub struct ConsumerConfig {
 /// `CONSUMER.INFO` / `CONSUMER.CREATE` responses (and list entries).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerInfo {
-    /// Stream name.
     #[serde(default)]
     pub stream_name: String,
-    /// Consumer name.
     #[serde(default)]
     pub name: String,
     /// The stored configuration.
@@ -496,9 +409,7 @@ pub struct ConsumerInfo {
 /// A consumer create or update request.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConsumerRequest<'a> {
-    /// Stream name.
     pub stream_name: &'a str,
-    /// The config.
     pub config: &'a ConsumerConfig,
     /// `create` or `update`.
     pub action: &'static str,

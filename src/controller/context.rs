@@ -1,0 +1,211 @@
+//! What every controller shares: settings, the Kubernetes client, NATS connections,
+//! metrics, the event recorder, the registry of managed objects and small caches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use rand::Rng;
+use tracing::warn;
+
+use crate::api::common::AssetStatus;
+use crate::jetstream::connection::Pool;
+use crate::metrics::{ErrorCategory, Metrics, Write};
+
+use super::connect::{DefaultConnection, Resolver};
+use super::plan::{self, AdoptionPolicy};
+use super::registry::Registry;
+
+/// Name of the field manager and the event reporter.
+pub const MANAGER: &str = "jetstream-operator";
+
+/// Operator settings, from the command line (which holds their defaults).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Drift scan interval.
+    pub resync: Duration,
+    /// Concurrent reconciles per kind and namespace.
+    pub concurrency: u16,
+    /// What to do with existing unowned assets.
+    pub adoption: AdoptionPolicy,
+    /// Change nothing in JetStream.
+    pub read_only: bool,
+    /// Cluster name stamped into the ownership marker.
+    pub cluster_name: Option<String>,
+    /// Timeout of one JetStream API request.
+    pub request_timeout: Duration,
+    /// Namespaces to watch (empty: all).
+    pub namespaces: Vec<String>,
+    /// The operator's own connection.
+    pub default_connection: DefaultConnection,
+    /// Longest time a deletion retries an unreachable server before releasing the
+    /// object with a Warning event.
+    pub deletion_grace: Duration,
+    /// Maximum open NATS connections.
+    pub max_connections: usize,
+    /// Pod name, for event reporting.
+    pub instance: Option<String>,
+}
+
+impl Settings {
+    /// The policies an object's reconcile runs under.
+    pub fn policies(&self, prevent_update: bool, prevent_delete: bool) -> plan::Policies {
+        plan::Policies {
+            read_only: self.read_only,
+            prevent_update,
+            prevent_delete,
+            adoption: self.adoption,
+        }
+    }
+}
+
+/// Errors of the Kubernetes side of a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// Serialising a patch failed.
+    #[error("serialisation error: {0}")]
+    Serde(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The bounded category, for metrics.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorCategory::KubeConflict,
+            Error::Kube(_) => ErrorCategory::Kube,
+            Error::Serde(_) => ErrorCategory::Serde,
+        }
+    }
+}
+
+/// Shared state of all controllers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// Settings.
+    pub settings: Settings,
+    /// NATS connections.
+    pub pool: Pool,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Managed objects.
+    pub registry: Registry,
+    /// Resolves the connections of objects and Accounts.
+    pub resolver: Resolver,
+    /// Consecutive transient failures per object, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// The status last written per object (by uid): newer than a cached object can be, so
+    /// decisions never rest on a status the operator has already replaced.
+    written: Mutex<HashMap<String, AssetStatus>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: kube::Client,
+        settings: Settings,
+        pool: Pool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: settings.instance.clone(),
+            },
+        );
+        let resolver = Resolver::new(client.clone(), settings.default_connection.clone());
+        Self {
+            client,
+            settings,
+            pool,
+            metrics,
+            recorder,
+            registry: Registry::default(),
+            resolver,
+            failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The status this process last wrote for an object, if any.
+    pub fn written_status(&self, uid: &str) -> Option<AssetStatus> {
+        self.written.lock().ok().and_then(|m| m.get(uid).cloned())
+    }
+
+    /// Remembers the status written for an object (`None` forgets it).
+    pub fn remember_status(&self, uid: &str, status: Option<AssetStatus>) {
+        if let Ok(mut m) = self.written.lock() {
+            match status {
+                Some(s) => {
+                    m.insert(uid.to_string(), s);
+                }
+                None => {
+                    m.remove(uid);
+                }
+            }
+        }
+    }
+
+    /// Publishes an event about an object. Failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        kind: &'static str,
+        event: &plan::Event,
+    ) {
+        let ev = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.into(),
+            note: Some(event.note.clone()),
+            action: event.reason.into(),
+            secondary: None,
+        };
+        self.metrics.kube_write(kind, Write::Event);
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            warn!(error = %e, reason = event.reason, "cannot publish event");
+        }
+    }
+
+    /// Next backoff for an object after a transient failure: exponential from 1 s,
+    /// capped at 2 minutes, with ±20 % jitter.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut m| {
+                let n = m.entry(key.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let base = 1u64 << (n.saturating_sub(1)).min(7);
+        let secs = (base as f64).min(120.0);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        Duration::from_secs_f64(secs * jitter)
+    }
+
+    /// Forgets an object's failures.
+    pub fn reset_backoff(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// The resync interval with ±10 % jitter.
+    pub fn jittered_resync(&self) -> Duration {
+        let jitter = rand::rng().random_range(0.9..1.1);
+        self.settings.resync.mul_f64(jitter)
+    }
+}

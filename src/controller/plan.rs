@@ -1,0 +1,968 @@
+//! Every decision the operator makes, as pure functions of plain data: which phase an
+//! object is in, what to do with its asset (create, adopt, update, nothing, refuse, wait),
+//! how to delete it (or why not), whether to pause or resume a consumer, and what status
+//! and events follow from a plan and its outcome.
+//!
+//! Nothing here does I/O or sees a Kubernetes or NATS client: the executors
+//! ([`super::assets`], [`super::engine`]) observe, ask a function here, perform exactly the
+//! plan they get back, and report its outcome to the next function. The decision tables in
+//! `src/controller/testdata/plans/` drive these functions through every branch.
+
+use serde::Deserialize;
+
+use crate::api::conditions::{Cond, READY, RECONCILING, STALLED, reason};
+use crate::jetstream::config::AssetConfig;
+use crate::jetstream::error::{Disposition, JsError};
+use crate::jetstream::owner::{Owner, Ownership};
+
+// ---------------------------------------------------------------------------------------
+// Inputs shared by the decisions
+
+/// What to do with an existing asset that no object owns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum AdoptionPolicy {
+    /// Take it over: stamp it with the owner marker and manage it (the default, so NACK
+    /// users can migrate).
+    #[default]
+    Adopt,
+    /// Refuse: the object goes Stalled/ResourceConflict.
+    Never,
+}
+
+/// The policies that bound what a reconcile may do, from the operator's flags and the
+/// object's spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policies {
+    /// `--read-only`: change nothing in JetStream.
+    pub read_only: bool,
+    /// `spec.preventUpdate`: create when missing, never update.
+    pub prevent_update: bool,
+    /// `spec.preventDelete`: keep the asset when the object is deleted.
+    pub prevent_delete: bool,
+    /// `--adoption-policy`.
+    pub adoption: AdoptionPolicy,
+}
+
+/// What the object's previous status says, as far as decisions care.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct History {
+    /// Ready was True for the object's current generation: a missing or different asset
+    /// now means someone changed it behind the operator's back.
+    pub ready_for_generation: bool,
+    /// Ready was True, for any generation.
+    pub was_ready: bool,
+    /// The object was already waiting for its stream after that stream was deleted.
+    pub waiting_for_deleted_stream: bool,
+    /// The reason of a Stalled=True condition written for the current generation.
+    pub stalled_for_generation: Option<String>,
+}
+
+/// How an operation failed, as far as decisions care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Whether retrying can help.
+    pub disposition: Disposition,
+    /// The condition reason naming the cause.
+    pub reason: &'static str,
+    /// What happened, in the server's words where it gave some.
+    pub message: String,
+}
+
+impl From<&JsError> for Failure {
+    fn from(e: &JsError) -> Self {
+        Self {
+            disposition: e.disposition(),
+            reason: e.reason(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    /// A failure that may pass by itself.
+    pub fn transient(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            disposition: Disposition::Transient,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The asset an object manages, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// What the asset is called ("stream", "key-value bucket", ...).
+    pub noun: &'static str,
+    /// The asset's identity ("orders", "worker on stream orders").
+    pub id: String,
+    /// The stream a consumer belongs to.
+    pub stream: Option<String>,
+    /// The object's name.
+    pub object: String,
+    /// What recreating the asset loses, for the Warning event.
+    pub lost_on_recreate: &'static str,
+}
+
+/// An event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// A Warning (true) or Normal event.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What happened.
+    pub note: String,
+}
+
+impl Event {
+    fn normal(reason: &'static str, note: String) -> Self {
+        Self {
+            warning: false,
+            reason,
+            note,
+        }
+    }
+
+    fn warning(reason: &'static str, note: String) -> Self {
+        Self {
+            warning: true,
+            reason,
+            note,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where a reconcile ends
+
+/// Where a reconcile ended; the status conditions follow from it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum State {
+    /// The asset matches the spec.
+    Ready(String),
+    /// Work remains and will continue by itself (retry, or waiting on something).
+    Progressing {
+        /// Why, as a condition reason.
+        reason: &'static str,
+        /// What is happening.
+        message: String,
+    },
+    /// Retrying cannot help until something changes.
+    Stalled {
+        /// Why, as a condition reason.
+        reason: &'static str,
+        /// What is wrong and what would fix it.
+        message: String,
+    },
+}
+
+impl State {
+    /// The three kstatus conditions for this state.
+    pub fn conditions(&self) -> Vec<Cond> {
+        match self {
+            State::Ready(message) => vec![
+                Cond::yes(READY, reason::READY, message.clone()),
+                Cond::no(RECONCILING, reason::READY, ""),
+                Cond::no(STALLED, reason::READY, ""),
+            ],
+            State::Progressing { reason: r, message } => vec![
+                Cond::no(READY, r, message.clone()),
+                Cond::yes(RECONCILING, r, message.clone()),
+                Cond::no(STALLED, r, ""),
+            ],
+            State::Stalled { reason: r, message } => vec![
+                Cond::no(READY, r, message.clone()),
+                Cond::no(RECONCILING, r, ""),
+                Cond::yes(STALLED, r, message.clone()),
+            ],
+        }
+    }
+
+    /// True for the Ready state.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, State::Ready(_))
+    }
+
+    /// The condition reason of the state.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            State::Ready(_) => reason::READY,
+            State::Progressing { reason, .. } | State::Stalled { reason, .. } => reason,
+        }
+    }
+
+    /// The state a failed operation leaves the object in: a retry for what may pass, a
+    /// stall for refused configurations and credentials.
+    pub fn failed(f: &Failure, noun: &str) -> State {
+        match f.disposition {
+            Disposition::Transient => State::Progressing {
+                reason: f.reason,
+                message: f.message.clone(),
+            },
+            Disposition::Auth => State::Stalled {
+                reason: f.reason,
+                message: f.message.clone(),
+            },
+            Disposition::Permanent => State::Stalled {
+                reason: f.reason,
+                message: format!("JetStream refused the {noun} configuration: {}", f.message),
+            },
+        }
+    }
+
+    /// The state of a spec that cannot become a configuration.
+    pub fn invalid_spec(message: String) -> State {
+        State::Stalled {
+            reason: reason::INVALID_SPEC,
+            message,
+        }
+    }
+}
+
+/// The Warning event announcing a stall, once: only when the object was not already
+/// stalled for the same reason at this generation.
+pub fn stall_event(state: &State, history: &History) -> Option<Event> {
+    match state {
+        State::Stalled { reason, message }
+            if history.stalled_for_generation.as_deref() != Some(*reason) =>
+        {
+            Some(Event::warning(reason, message.clone()))
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase
+
+/// The object's lifecycle facts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectFacts {
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// The operator's finalizer is on the object.
+    pub has_finalizer: bool,
+    /// The pause annotation is set.
+    pub paused: bool,
+}
+
+named_enum! {
+    /// What a reconcile does with an object.
+    pub enum Phase {
+        /// Deleted and not ours to finalize: forget it.
+        Forget => "Forget",
+        /// Being deleted with our finalizer: clean up the asset, then release.
+        Finalize => "Finalize",
+        /// Paused by annotation: say so, touch nothing.
+        Pause => "Pause",
+        /// Live without our finalizer yet: add it, then apply.
+        AddFinalizer => "AddFinalizer",
+        /// Live: bring the asset to the spec.
+        Apply => "Apply",
+    }
+}
+
+/// The phase of an object.
+pub fn phase(f: &ObjectFacts) -> Phase {
+    match (f.deleting, f.has_finalizer, f.paused) {
+        (true, true, _) => Phase::Finalize,
+        (true, false, _) => Phase::Forget,
+        (false, _, true) => Phase::Pause,
+        (false, false, false) => Phase::AddFinalizer,
+        (false, true, false) => Phase::Apply,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Apply
+
+/// Why an asset is left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Refusal {
+    /// It is stamped with another object's marker (named here).
+    OwnedByOther(String),
+    /// It exists, unowned, and the adoption policy is `never`.
+    AdoptionNever,
+    /// It is missing and the operator is read-only.
+    ReadOnlyMissing,
+    /// It differs in these fields and the operator is read-only.
+    ReadOnly(Vec<String>),
+    /// It differs in these fields and the object has `preventUpdate`.
+    UpdatePrevented(Vec<String>),
+    /// It differs in fields JetStream cannot change in place (described).
+    Immutable(Vec<String>),
+}
+
+/// Why a matching asset is not stamped with the owner marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Hold {
+    /// The operator is read-only.
+    ReadOnly,
+    /// The object has `preventUpdate`.
+    PreventUpdate,
+}
+
+/// What to do with an object's asset.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Plan {
+    /// The consumer's stream does not exist: wait for it (it wakes the consumer when it
+    /// appears). `deleted` when the stream existed before.
+    WaitForStream {
+        /// The stream existed and was deleted.
+        deleted: bool,
+    },
+    /// Create the missing asset. `recreate` when it had matched this generation before
+    /// (deleted behind the operator's back).
+    Create {
+        /// It existed before and was deleted by someone else.
+        recreate: bool,
+    },
+    /// Take over an unowned asset: stamp it and apply these changes.
+    Adopt {
+        /// The fields that change besides the marker.
+        changes: Vec<String>,
+    },
+    /// Update our asset in these fields. `drift` when it had matched this generation
+    /// before (changed behind the operator's back).
+    Update {
+        /// The fields that change.
+        changes: Vec<String>,
+        /// It was changed by someone else.
+        drift: bool,
+    },
+    /// Nothing to do: it matches.
+    Noop,
+    /// It matches what the spec asks, but may not be stamped, so it is not taken over.
+    NoopUnstamped(Hold),
+    /// Leave it alone.
+    Refuse(Refusal),
+}
+
+named_enum! {
+    /// The variants of [`Plan`] and [`Refusal`], for coverage checks and logs.
+    pub enum PlanKind {
+        /// [`Plan::WaitForStream`].
+        WaitForStream => "WaitForStream",
+        /// [`Plan::Create`].
+        Create => "Create",
+        /// [`Plan::Adopt`].
+        Adopt => "Adopt",
+        /// [`Plan::Update`].
+        Update => "Update",
+        /// [`Plan::Noop`].
+        Noop => "Noop",
+        /// [`Plan::NoopUnstamped`].
+        NoopUnstamped => "NoopUnstamped",
+        /// [`Refusal::OwnedByOther`].
+        RefuseOwnedByOther => "Refuse/OwnedByOther",
+        /// [`Refusal::AdoptionNever`].
+        RefuseAdoptionNever => "Refuse/AdoptionNever",
+        /// [`Refusal::ReadOnlyMissing`].
+        RefuseReadOnlyMissing => "Refuse/ReadOnlyMissing",
+        /// [`Refusal::ReadOnly`].
+        RefuseReadOnly => "Refuse/ReadOnly",
+        /// [`Refusal::UpdatePrevented`].
+        RefuseUpdatePrevented => "Refuse/UpdatePrevented",
+        /// [`Refusal::Immutable`].
+        RefuseImmutable => "Refuse/Immutable",
+    }
+}
+
+impl Plan {
+    /// The plan's kind.
+    pub fn kind(&self) -> PlanKind {
+        match self {
+            Plan::WaitForStream { .. } => PlanKind::WaitForStream,
+            Plan::Create { .. } => PlanKind::Create,
+            Plan::Adopt { .. } => PlanKind::Adopt,
+            Plan::Update { .. } => PlanKind::Update,
+            Plan::Noop => PlanKind::Noop,
+            Plan::NoopUnstamped(_) => PlanKind::NoopUnstamped,
+            Plan::Refuse(r) => match r {
+                Refusal::OwnedByOther(_) => PlanKind::RefuseOwnedByOther,
+                Refusal::AdoptionNever => PlanKind::RefuseAdoptionNever,
+                Refusal::ReadOnlyMissing => PlanKind::RefuseReadOnlyMissing,
+                Refusal::ReadOnly(_) => PlanKind::RefuseReadOnly,
+                Refusal::UpdatePrevented(_) => PlanKind::RefuseUpdatePrevented,
+                Refusal::Immutable(_) => PlanKind::RefuseImmutable,
+            },
+        }
+    }
+
+    /// True when the plan writes to JetStream.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Plan::Create { .. } | Plan::Adopt { .. } | Plan::Update { .. }
+        )
+    }
+}
+
+/// The facts an apply decision rests on.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyFacts<'a, C> {
+    /// The configuration the spec asks for, stamped with this object's marker; `None`
+    /// when it cannot be built yet because the consumer's stream is missing.
+    pub desired: Option<&'a C>,
+    /// The asset as the server holds it; `None` when it does not exist.
+    pub observed: Option<&'a C>,
+    /// This object, as an owner.
+    pub owner: &'a Owner,
+    /// What the reconcile may do.
+    pub policies: Policies,
+    /// What the previous status says.
+    pub history: &'a History,
+}
+
+/// Decides what to do with an asset. The configurations are compared once, here.
+pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
+    let p = f.policies;
+    let Some(desired) = f.desired else {
+        return Plan::WaitForStream {
+            deleted: f.history.was_ready || f.history.waiting_for_deleted_stream,
+        };
+    };
+    let Some(observed) = f.observed else {
+        if p.read_only {
+            return Plan::Refuse(Refusal::ReadOnlyMissing);
+        }
+        return Plan::Create {
+            recreate: f.history.ready_for_generation,
+        };
+    };
+    let adopting = match f.owner.classify(observed.metadata()) {
+        Ownership::Ours => false,
+        Ownership::Other(who) => return Plan::Refuse(Refusal::OwnedByOther(who)),
+        Ownership::Unowned if p.adoption == AdoptionPolicy::Never => {
+            return Plan::Refuse(Refusal::AdoptionNever);
+        }
+        Ownership::Unowned => true,
+    };
+    let changes = C::changes(desired, observed);
+    if changes.is_empty() && !adopting {
+        return Plan::Noop;
+    }
+    let hold = if p.read_only {
+        Some(Hold::ReadOnly)
+    } else if p.prevent_update {
+        Some(Hold::PreventUpdate)
+    } else {
+        None
+    };
+    if let Some(hold) = hold {
+        return match (changes.is_empty(), hold) {
+            // Only the marker is missing: nothing the spec asks for differs.
+            (true, _) => Plan::NoopUnstamped(hold),
+            (false, Hold::ReadOnly) => Plan::Refuse(Refusal::ReadOnly(changes)),
+            (false, Hold::PreventUpdate) => Plan::Refuse(Refusal::UpdatePrevented(changes)),
+        };
+    }
+    let immutable = C::immutable(desired, observed, &changes);
+    if !immutable.is_empty() {
+        return Plan::Refuse(Refusal::Immutable(immutable));
+    }
+    if adopting {
+        Plan::Adopt { changes }
+    } else {
+        Plan::Update {
+            changes,
+            drift: f.history.ready_for_generation,
+        }
+    }
+}
+
+/// What performing an apply plan came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Executed<'a, C> {
+    /// Nothing was sent (the plan does not write).
+    Nothing,
+    /// The server accepted the write and stores this.
+    Stored(&'a C),
+    /// The create raced with a create by someone else.
+    AlreadyExists,
+    /// The consumer's stream disappeared in the meantime.
+    StreamMissing,
+    /// The write failed.
+    Failed(Failure),
+}
+
+/// The state and event that follow from an apply plan and its outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conclusion {
+    /// Where the reconcile ends.
+    pub state: State,
+    /// What to announce, if anything.
+    pub event: Option<Event>,
+    /// The asset was adopted now.
+    pub adopted: bool,
+}
+
+impl Conclusion {
+    fn quiet(state: State) -> Self {
+        Self {
+            state,
+            event: None,
+            adopted: false,
+        }
+    }
+}
+
+/// Ready, unless the server kept something other than what was asked for.
+fn verified<C: AssetConfig>(desired: &C, stored: &C, s: &Subject) -> State {
+    let residual = C::changes(desired, stored);
+    if residual.is_empty() {
+        matches(s)
+    } else {
+        State::Stalled {
+            reason: reason::NOT_SUPPORTED,
+            message: format!(
+                "JetStream accepted {} {} but stored different values for {}; set them explicitly to what the server allows",
+                s.noun,
+                s.id,
+                residual.join(", ")
+            ),
+        }
+    }
+}
+
+fn matches(s: &Subject) -> State {
+    State::Ready(format!("{} {} matches the spec", s.noun, s.id))
+}
+
+/// The state and event for a plan and what performing it came to.
+pub fn conclude<C: AssetConfig>(
+    plan: &Plan,
+    executed: &Executed<'_, C>,
+    desired: Option<&C>,
+    owner: &Owner,
+    s: &Subject,
+) -> Conclusion {
+    let (noun, id) = (s.noun, &s.id);
+    match executed {
+        Executed::Failed(f) => return Conclusion::quiet(State::failed(f, noun)),
+        Executed::AlreadyExists => {
+            return Conclusion::quiet(State::Progressing {
+                reason: reason::PROGRESSING,
+                message: format!("{noun} {id} appeared while being created; checking it again"),
+            });
+        }
+        Executed::StreamMissing => {
+            return conclude(
+                &Plan::WaitForStream { deleted: true },
+                &Executed::<C>::Nothing,
+                desired,
+                owner,
+                s,
+            );
+        }
+        Executed::Nothing | Executed::Stored(_) => {}
+    }
+    let stored = match executed {
+        Executed::Stored(c) => Some(*c),
+        _ => None,
+    };
+    let state_after_write = || match (desired, stored) {
+        (Some(d), Some(c)) => verified(d, c, s),
+        _ => matches(s),
+    };
+    match plan {
+        Plan::WaitForStream { deleted } => {
+            let stream = s.stream.as_deref().unwrap_or_default();
+            let message = if *deleted {
+                format!("stream {stream} was deleted; {noun} {id} comes back when the stream does")
+            } else {
+                format!("waiting for stream {stream} to exist")
+            };
+            Conclusion::quiet(State::Progressing {
+                reason: reason::WAITING_FOR_STREAM,
+                message,
+            })
+        }
+        Plan::Create { recreate } => Conclusion {
+            state: state_after_write(),
+            event: Some(if *recreate {
+                Event::warning(
+                    reason::DRIFT_REPAIRED,
+                    format!(
+                        "{noun} {id} was missing from JetStream (deleted behind the operator's back) and has been recreated; {}",
+                        s.lost_on_recreate
+                    ),
+                )
+            } else {
+                Event::normal(reason::CREATED, format!("created {noun} {id}"))
+            }),
+            adopted: false,
+        },
+        Plan::Adopt { changes } => Conclusion {
+            state: state_after_write(),
+            event: Some(Event::normal(
+                reason::ADOPTED,
+                format!(
+                    "adopted existing {noun} {id} (stamped with owner {}); {}",
+                    owner.id,
+                    if changes.is_empty() {
+                        "nothing else changed".to_string()
+                    } else {
+                        format!("changed to match the spec: {}", changes.join(", "))
+                    }
+                ),
+            )),
+            adopted: true,
+        },
+        Plan::Update { changes, drift } => Conclusion {
+            state: state_after_write(),
+            event: Some(if *drift {
+                Event::normal(
+                    reason::DRIFT_REPAIRED,
+                    format!(
+                        "{noun} {id} had been changed behind the operator's back ({}); restored to the spec",
+                        changes.join(", ")
+                    ),
+                )
+            } else {
+                Event::normal(
+                    reason::UPDATED,
+                    format!("updated {noun} {id}: {}", changes.join(", ")),
+                )
+            }),
+            adopted: false,
+        },
+        Plan::Noop => Conclusion::quiet(matches(s)),
+        Plan::NoopUnstamped(hold) => Conclusion::quiet(State::Ready(format!(
+            "{noun} {id} matches the spec (not stamped with an owner: {})",
+            hold_text(*hold)
+        ))),
+        Plan::Refuse(r) => Conclusion::quiet(refusal_state(r, s)),
+    }
+}
+
+fn hold_text(h: Hold) -> &'static str {
+    match h {
+        Hold::ReadOnly => "the operator is read-only",
+        Hold::PreventUpdate => "spec.preventUpdate is set",
+    }
+}
+
+fn refusal_state(r: &Refusal, s: &Subject) -> State {
+    let (noun, id) = (s.noun, &s.id);
+    let (reason, message) = match r {
+        Refusal::OwnedByOther(who) => (
+            reason::RESOURCE_CONFLICT,
+            format!("{noun} {id} is owned by {who}; this object leaves it untouched"),
+        ),
+        Refusal::AdoptionNever => (
+            reason::RESOURCE_CONFLICT,
+            format!(
+                "{noun} {id} already exists and no object owns it; the adoption policy is 'never', so it is left untouched"
+            ),
+        ),
+        Refusal::ReadOnlyMissing => (
+            reason::READ_ONLY,
+            format!(
+                "{noun} {id} does not exist in JetStream; the operator is read-only, so it is not created"
+            ),
+        ),
+        Refusal::ReadOnly(fields) => (
+            reason::READ_ONLY,
+            format!(
+                "{noun} {id} differs from the spec in {}; {}, so it is not updated",
+                fields.join(", "),
+                hold_text(Hold::ReadOnly)
+            ),
+        ),
+        Refusal::UpdatePrevented(fields) => (
+            reason::UPDATE_PREVENTED,
+            format!(
+                "{noun} {id} differs from the spec in {}; {}, so it is not updated",
+                fields.join(", "),
+                hold_text(Hold::PreventUpdate)
+            ),
+        ),
+        Refusal::Immutable(fields) => (
+            reason::NOT_SUPPORTED,
+            format!(
+                "{noun} {id} differs from the spec in what JetStream cannot change in place: {}; the operator never deletes and recreates an asset to apply a change: change the spec back, or delete the {noun} yourself to have it recreated",
+                fields.join("; ")
+            ),
+        ),
+    };
+    State::Stalled { reason, message }
+}
+
+// ---------------------------------------------------------------------------------------
+// Consumer pause
+
+/// What to do about a consumer's pause (driven through the pause API, not the config).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum PausePlan {
+    /// It already is as the spec says.
+    Keep,
+    /// Pause it until this time.
+    Pause(String),
+    /// Resume it.
+    Resume,
+}
+
+/// Decides the pause of a consumer whose configuration is now Ready: `want` is the
+/// spec's (a future time, or none), `have` the server's. A read-only operator and
+/// `preventUpdate` leave it as it is.
+pub fn pause(want: Option<&str>, have: Option<&str>, policies: Policies) -> PausePlan {
+    match (want, have) {
+        _ if policies.read_only || policies.prevent_update => PausePlan::Keep,
+        (w, h) if w == h => PausePlan::Keep,
+        (Some(t), _) => PausePlan::Pause(t.to_string()),
+        (None, Some(_)) => PausePlan::Resume,
+        (None, None) => PausePlan::Keep,
+    }
+}
+
+/// The event for a pause change that was made.
+pub fn pause_event(plan: &PausePlan, s: &Subject) -> Option<Event> {
+    match plan {
+        PausePlan::Keep => None,
+        PausePlan::Pause(t) => Some(Event::normal(
+            reason::UPDATED,
+            format!("paused {} {} until {t}", s.noun, s.id),
+        )),
+        PausePlan::Resume => Some(Event::normal(
+            reason::UPDATED,
+            format!("resumed {} {}", s.noun, s.id),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deletion
+
+/// What resolving the connection of an object being deleted came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// Connected.
+    Ready,
+    /// The connection cannot be resolved (missing Account, Secret or file, or not
+    /// allowed): nothing can ever be deleted through it.
+    Unresolved(String),
+    /// Resolving or connecting failed.
+    Failed(Failure),
+}
+
+/// What reading the asset of an object being deleted came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// It does not exist.
+    Missing,
+    /// It exists, with this ownership as seen from the object.
+    Present(Ownership),
+    /// Reading it failed.
+    Failed(Failure),
+}
+
+/// Everything known so far about deleting an object's asset. The executor fills in one
+/// fact at a time, as [`deletion`] asks for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletionFacts {
+    /// The pause annotation is set.
+    pub paused: bool,
+    /// What the deletion may do.
+    pub policies: Policies,
+    /// The object has been waiting longer than `--deletion-grace`.
+    pub past_grace: bool,
+    /// The connection, once resolved.
+    pub connection: Option<Connection>,
+    /// The asset, once read.
+    pub observed: Option<Observed>,
+    /// The result of deleting it, once tried.
+    pub deleted: Option<Result<(), Failure>>,
+}
+
+/// Why an asset is kept when its object is deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Reconciling is paused.
+    Paused,
+    /// The operator is read-only.
+    ReadOnly,
+    /// Another object owns it (named here).
+    OwnedByOther(String),
+    /// This object never took it over.
+    NeverAdopted,
+    /// `spec.preventDelete`: kept, with our marker removed so that another object may
+    /// adopt it.
+    PreventDelete,
+}
+
+/// The next step of a deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Resolve the connection.
+    Resolve,
+    /// Read the asset.
+    Observe,
+    /// Delete the asset.
+    Delete,
+    /// Release the object and keep the asset.
+    Keep(Keep),
+    /// Release the object without being able to delete the asset (Warning).
+    GiveUp(Failure),
+    /// Try again later.
+    Retry(Failure),
+    /// Release the object: the asset is gone (`deleted` when this deletion removed it).
+    Done {
+        /// This deletion removed it.
+        deleted: bool,
+    },
+}
+
+named_enum! {
+    /// The variants of [`Deletion`] and [`Keep`], for coverage checks.
+    pub enum DeletionKind {
+        /// [`Deletion::Resolve`].
+        Resolve => "Resolve",
+        /// [`Deletion::Observe`].
+        Observe => "Observe",
+        /// [`Deletion::Delete`].
+        Delete => "Delete",
+        /// [`Keep::Paused`].
+        KeepPaused => "Keep/Paused",
+        /// [`Keep::ReadOnly`].
+        KeepReadOnly => "Keep/ReadOnly",
+        /// [`Keep::OwnedByOther`].
+        KeepOwnedByOther => "Keep/OwnedByOther",
+        /// [`Keep::NeverAdopted`].
+        KeepNeverAdopted => "Keep/NeverAdopted",
+        /// [`Keep::PreventDelete`].
+        KeepPreventDelete => "Keep/PreventDelete",
+        /// [`Deletion::GiveUp`].
+        GiveUp => "GiveUp",
+        /// [`Deletion::Retry`].
+        Retry => "Retry",
+        /// [`Deletion::Done`].
+        Done => "Done",
+    }
+}
+
+impl Deletion {
+    /// The step's kind.
+    pub fn kind(&self) -> DeletionKind {
+        match self {
+            Deletion::Resolve => DeletionKind::Resolve,
+            Deletion::Observe => DeletionKind::Observe,
+            Deletion::Delete => DeletionKind::Delete,
+            Deletion::Keep(k) => match k {
+                Keep::Paused => DeletionKind::KeepPaused,
+                Keep::ReadOnly => DeletionKind::KeepReadOnly,
+                Keep::OwnedByOther(_) => DeletionKind::KeepOwnedByOther,
+                Keep::NeverAdopted => DeletionKind::KeepNeverAdopted,
+                Keep::PreventDelete => DeletionKind::KeepPreventDelete,
+            },
+            Deletion::GiveUp(_) => DeletionKind::GiveUp,
+            Deletion::Retry(_) => DeletionKind::Retry,
+            Deletion::Done { .. } => DeletionKind::Done,
+        }
+    }
+}
+
+/// A failure ends the deletion for now: retried while it may pass and the grace period
+/// lasts, given up on otherwise.
+fn failed(f: &Failure, past_grace: bool) -> Deletion {
+    if f.disposition == Disposition::Transient && !past_grace {
+        Deletion::Retry(f.clone())
+    } else {
+        Deletion::GiveUp(f.clone())
+    }
+}
+
+/// The next step of deleting an object's asset, from what is known so far.
+pub fn deletion(f: &DeletionFacts) -> Deletion {
+    if f.paused {
+        return Deletion::Keep(Keep::Paused);
+    }
+    if f.policies.read_only {
+        return Deletion::Keep(Keep::ReadOnly);
+    }
+    match &f.connection {
+        None => return Deletion::Resolve,
+        Some(Connection::Unresolved(why)) => {
+            return Deletion::GiveUp(Failure {
+                disposition: Disposition::Permanent,
+                reason: reason::CONNECTION_UNRESOLVED,
+                message: why.clone(),
+            });
+        }
+        Some(Connection::Failed(e)) => return failed(e, f.past_grace),
+        Some(Connection::Ready) => {}
+    }
+    match &f.observed {
+        None => Deletion::Observe,
+        Some(Observed::Missing) => Deletion::Done { deleted: false },
+        Some(Observed::Failed(e)) => failed(e, f.past_grace),
+        Some(Observed::Present(Ownership::Other(who))) => {
+            Deletion::Keep(Keep::OwnedByOther(who.clone()))
+        }
+        Some(Observed::Present(Ownership::Unowned)) => Deletion::Keep(Keep::NeverAdopted),
+        Some(Observed::Present(Ownership::Ours)) if f.policies.prevent_delete => {
+            Deletion::Keep(Keep::PreventDelete)
+        }
+        Some(Observed::Present(Ownership::Ours)) => match &f.deleted {
+            None => Deletion::Delete,
+            Some(Ok(())) => Deletion::Done { deleted: true },
+            Some(Err(e)) => failed(e, f.past_grace),
+        },
+    }
+}
+
+/// The event that ends a deletion, if any.
+pub fn deletion_event(step: &Deletion, s: &Subject) -> Option<Event> {
+    let (noun, id) = (s.noun, &s.id);
+    let keep = |note: String| Some(Event::normal(reason::ORPHANED, note));
+    match step {
+        Deletion::Resolve | Deletion::Observe | Deletion::Delete | Deletion::Retry(_) => None,
+        Deletion::Done { deleted: false } => None,
+        Deletion::Done { deleted: true } => Some(Event::normal(
+            reason::DELETED,
+            format!("deleted {noun} {id}"),
+        )),
+        Deletion::Keep(Keep::Paused) => keep(format!(
+            "reconciling is paused: {noun} {id} is left in JetStream untouched"
+        )),
+        Deletion::Keep(Keep::ReadOnly) => keep(format!(
+            "the operator is read-only: {noun} {id} is left in JetStream"
+        )),
+        Deletion::Keep(Keep::OwnedByOther(who)) => {
+            keep(format!("{noun} {id} is owned by {who}; not deleting it"))
+        }
+        Deletion::Keep(Keep::NeverAdopted) => keep(format!(
+            "{noun} {id} was never taken over by this object; not deleting it"
+        )),
+        Deletion::Keep(Keep::PreventDelete) => keep(format!(
+            "spec.preventDelete is set: {noun} {id} is kept in JetStream (ownership marker removed)"
+        )),
+        Deletion::GiveUp(f) if f.reason == reason::CONNECTION_UNRESOLVED => Some(Event::warning(
+            reason::ORPHANED,
+            format!(
+                "cannot resolve the connection ({}); releasing the object without deleting {noun} {id}",
+                f.message
+            ),
+        )),
+        Deletion::GiveUp(f) => Some(Event::warning(
+            reason::ORPHANED,
+            format!(
+                "could not delete {noun} {id} ({}); releasing {} so its namespace is not blocked; the {noun} may remain in JetStream",
+                f.message, s.object
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,104 @@
+//! What the decisions need to know about an asset's configuration, for streams and
+//! consumers alike: where the ownership marker lives, which fields differ (compared once,
+//! after normalising both sides, the marker left out), and which of those differences
+//! JetStream cannot apply in place.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::owner::{CLUSTER_KEY, OWNER_KEY};
+
+/// A JetStream asset configuration (stream or consumer), as plain data.
+pub trait AssetConfig:
+    Clone + std::fmt::Debug + PartialEq + Serialize + serde::de::DeserializeOwned + Send + Sync
+{
+    /// The asset's metadata, where the ownership marker lives.
+    fn metadata(&self) -> &BTreeMap<String, String>;
+    /// The same, to change.
+    fn metadata_mut(&mut self) -> &mut BTreeMap<String, String>;
+    /// A copy in which equal meaning gives equal values (server defaults explicit,
+    /// server-added metadata dropped, sets sorted).
+    fn normalized(&self) -> Self;
+    /// The fields (JSON names) whose values differ between what the spec wants and what
+    /// the server holds, comparing normalised configs and leaving the ownership marker
+    /// out. Create-only and server-derived fields are not compared.
+    fn changes(desired: &Self, actual: &Self) -> Vec<String>;
+    /// Of `changes`, the ones JetStream refuses to make in place (immutable fields, flags
+    /// that can only be turned on, ...), each with why.
+    fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String>;
+}
+
+/// The ownership marker entries of a metadata map.
+pub fn marker(metadata: &BTreeMap<String, String>) -> [Option<&String>; 2] {
+    [metadata.get(OWNER_KEY), metadata.get(CLUSTER_KEY)]
+}
+
+/// True when `seen` is not what a reconcile left behind as `expected`: a field differs or
+/// the ownership marker was changed or removed. Drives the drift scan.
+pub fn drifted<C: AssetConfig>(expected: &C, seen: &C) -> bool {
+    marker(expected.metadata()) != marker(seen.metadata()) || !C::changes(expected, seen).is_empty()
+}
+
+/// The top-level JSON fields whose values differ between two configs, ignoring the
+/// ownership marker inside `metadata`.
+pub fn changed_fields<T: Serialize>(desired: &T, actual: &T) -> Vec<String> {
+    let (Ok(Value::Object(mut dm)), Ok(Value::Object(mut am))) =
+        (serde_json::to_value(desired), serde_json::to_value(actual))
+    else {
+        return vec!["config".into()];
+    };
+    for m in [&mut dm, &mut am] {
+        let empty = match m.get_mut("metadata") {
+            Some(Value::Object(md)) => {
+                md.remove(OWNER_KEY);
+                md.remove(CLUSTER_KEY);
+                md.is_empty()
+            }
+            _ => false,
+        };
+        if empty {
+            m.remove("metadata");
+        }
+    }
+    let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| dm.get(*k) != am.get(*k))
+        .map(|k| k.to_string())
+        .collect()
+}
+
+/// Describes a change of `field` from `actual` to `desired` for a message.
+pub fn describe<T: std::fmt::Debug>(field: &str, actual: T, desired: T, why: &str) -> String {
+    format!("{field} ({actual:?} on the server, {desired:?} in the spec: {why})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct C {
+        a: i64,
+        metadata: BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn marker_is_not_a_change() {
+        let mut md = BTreeMap::new();
+        md.insert(OWNER_KEY.to_string(), "ns/a".to_string());
+        let d = C { a: 1, metadata: md };
+        let a = C {
+            a: 2,
+            metadata: BTreeMap::new(),
+        };
+        assert_eq!(changed_fields(&d, &a), vec!["a"]);
+        let mut md = BTreeMap::new();
+        md.insert("team".to_string(), "x".to_string());
+        let a = C { a: 1, metadata: md };
+        assert_eq!(changed_fields(&d, &a), vec!["metadata"]);
+    }
+}
