@@ -274,6 +274,7 @@ fn decisions_do_no_io() {
         assert!(!plan.contains(io), "controller::plan mentions {io}");
     }
     let allowed = [
+        "api::common",
         "api::conditions",
         "jetstream::config",
         "jetstream::error",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::api::common::DeletionPolicy;
 use crate::controller::connect::DefaultConnection;
 use crate::controller::context::Settings;
 use crate::controller::plan::AdoptionPolicy;
@@ -18,6 +19,24 @@ fn duration(s: &str) -> Result<Duration, String> {
             "{s:?} must be a positive duration such as 30s or 1m"
         )),
     }
+}
+
+/// Parses a deletion policy as flags spell it.
+fn deletion_policy(s: &str) -> Result<DeletionPolicy, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "delete" => Ok(DeletionPolicy::Delete),
+        "orphan" => Ok(DeletionPolicy::Orphan),
+        _ => Err(format!("{s:?} must be delete or orphan")),
+    }
+}
+
+/// The non-empty entries of a list flag.
+fn nonempty(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// jetstream-operator: NATS JetStream streams, consumers, key-value buckets and object
@@ -138,6 +157,42 @@ pub struct RunArgs {
         default_value = "adopt"
     )]
     pub adoption: AdoptionPolicy,
+    /// Namespaces whose objects may adopt existing unowned assets (comma-separated or
+    /// repeated; default: all). Elsewhere an existing unowned asset is a ResourceConflict.
+    #[arg(
+        long = "adoption-namespaces",
+        env = "JSO_ADOPTION_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub adoption_namespaces: Vec<String>,
+    /// What deleting an object does to an asset it adopted when its spec sets no
+    /// deletionPolicy: `orphan` keeps it (unowned), `delete` deletes it (NACK's behaviour).
+    #[arg(
+        long = "adopted-deletion-policy",
+        env = "JSO_ADOPTED_DELETION_POLICY",
+        default_value = "orphan",
+        value_parser = deletion_policy
+    )]
+    pub adopted_deletion_policy: DeletionPolicy,
+    /// Namespaces whose objects may use the operator's own connection (the flags above:
+    /// servers and credentials); comma-separated or repeated, default: all. Objects in
+    /// other namespaces must name an Account.
+    #[arg(
+        long = "default-connection-namespaces",
+        env = "JSO_DEFAULT_CONNECTION_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub default_connection_namespaces: Vec<String>,
+    /// Directories under which file paths written in specs (creds, nkey, tls on objects;
+    /// file-based credentials of Accounts) may be read (comma-separated or repeated).
+    /// Default: none, so specs cannot name files of the operator's pod; Secrets, through
+    /// Accounts, are the supported way.
+    #[arg(
+        long = "credentials-dir",
+        env = "JSO_CREDENTIALS_DIRS",
+        value_delimiter = ','
+    )]
+    pub credentials_dirs: Vec<std::path::PathBuf>,
     /// Change nothing in JetStream; report what would change.
     #[arg(long = "read-only", env = "JSO_READ_ONLY")]
     pub read_only: bool,
@@ -208,6 +263,15 @@ impl RunArgs {
             resync: self.resync,
             concurrency: self.concurrency.max(1),
             adoption: self.adoption,
+            adoption_namespaces: nonempty(&self.adoption_namespaces),
+            adopted_deletion_policy: self.adopted_deletion_policy,
+            default_connection_namespaces: nonempty(&self.default_connection_namespaces),
+            credentials_dirs: self
+                .credentials_dirs
+                .iter()
+                .filter(|d| !d.as_os_str().is_empty())
+                .cloned()
+                .collect(),
             read_only: self.read_only,
             cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
             request_timeout: self.request_timeout,

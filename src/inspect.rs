@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::controller::connect::{DefaultConnection, FileCache, default_layer, merge};
+use crate::controller::connect::{DefaultConnection, FileCache, Origin, default_layer, merge};
 use crate::jetstream::api::JsApi;
 use crate::jetstream::connection::Pool;
 use crate::jetstream::owner::OWNER_KEY;
@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 
 /// A table of every stream on the default connection.
 pub async fn streams_table(conn: &DefaultConnection) -> anyhow::Result<String> {
-    let resolved = merge(&[default_layer(&FileCache::default(), conn).await?], None)?;
+    let layer = default_layer(&FileCache::default(), conn).await?;
+    let resolved = merge(&[(Origin::Default, layer)], None)?;
     let (tx, _rx) = mpsc::unbounded_channel();
     let pool = Pool::new(tx, 1, Duration::from_secs(10));
     let c = pool.get(&resolved.settings).await?;

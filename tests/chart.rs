@@ -435,6 +435,11 @@ async fn mistyped_values_fail() {
             "'/adoptionPolicy': value must be one of",
         ),
         ("replica=2", "additional properties 'replica' not allowed"),
+        (
+            "adoptedDeletionPolicy=keep",
+            "'/adoptedDeletionPolicy': value must be one of",
+        ),
+        ("credentialsDirs={relative/dir}", "/credentialsDirs/0"),
         ("resyncInterval=1d", "/resyncInterval"),
         ("concurrency=0", "/concurrency"),
         ("logFormat=yaml", "/logFormat"),
@@ -536,11 +541,20 @@ async fn template_default_values() {
         "--resync-interval=60s",
         "--concurrency=16",
         "--adoption-policy=adopt",
+        "--adopted-deletion-policy=orphan",
         "--admin-address=0.0.0.0:8080",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
-    for absent in ["--namespace", "--leader-election", "--read-only", "--creds"] {
+    for absent in [
+        "--namespace",
+        "--leader-election",
+        "--read-only",
+        "--creds",
+        "--default-connection-namespaces",
+        "--adoption-namespaces",
+        "--credentials-dir",
+    ] {
         assert!(
             !args.iter().any(|a| a.starts_with(absent)),
             "{absent} in {args:?}"
@@ -777,6 +791,30 @@ async fn template_namespaced_with_two_watch_namespaces() {
         r.operator_args("nsd-jetstream-operator")
             .contains(&format!("--namespace={}", ns.name()))
     );
+
+    // The multi-tenant settings the chart README recommends.
+    let r = Helm::offline().template(
+        "nsd",
+        ns.name(),
+        &chart(),
+        &[
+            "defaultConnectionNamespaces={platform,ops}",
+            "adoptionNamespaces={platform}",
+            "credentialsDirs={/etc/nats-creds}",
+            "adoptedDeletionPolicy=delete",
+        ],
+    );
+    dry_run_on_server(cp, &r);
+    let args = r.operator_args("nsd-jetstream-operator");
+    for want in [
+        "--default-connection-namespaces=platform",
+        "--default-connection-namespaces=ops",
+        "--adoption-namespaces=platform",
+        "--credentials-dir=/etc/nats-creds",
+        "--adopted-deletion-policy=delete",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
 }
 
 #[tokio::test]

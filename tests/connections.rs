@@ -6,12 +6,12 @@
 //! operator; every JetStream check uses a client with the right credentials.
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use support::credentials::{Decentralised, Pki};
 use support::*;
 
 /// How long a stall caused by refused credentials or an unresolvable connection may take to
@@ -213,180 +213,6 @@ async fn assert_refuses_anonymous(url: &str) {
         !matches!(attempt, Ok(Ok(_))),
         "nats-server at {url} accepts a client without credentials: the test proves nothing"
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// TLS material (rcgen)
-
-/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM
-/// text and as files in a directory of their own.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: String,
-    client_cert: String,
-    client_key: String,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-            IsCa, KeyPair, KeyUsagePurpose,
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "jetstream-operator test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("self-signed CA");
-
-        let leaf = |sans: Vec<String>, cn: &str, eku: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().expect("leaf key");
-            let mut params = CertificateParams::new(sans).expect("leaf params");
-            params.distinguished_name.push(DnType::CommonName, cn);
-            params.extended_key_usages = vec![eku];
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            let cert = params.signed_by(&key, &*ca).expect("signed leaf");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            "localhost",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) = leaf(
-            Vec::new(),
-            "jetstream-operator",
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-
-        let dir = tempfile::Builder::new()
-            .prefix("jso-pki-")
-            .tempdir()
-            .expect("PKI directory");
-        for (file, pem) in [
-            ("ca.crt", ca.pem()),
-            ("server.crt", server_cert),
-            ("server.key", server_key),
-            ("client.crt", client_cert.clone()),
-            ("client.key", client_key.clone()),
-        ] {
-            std::fs::write(dir.path().join(file), pem).expect("write PEM file");
-        }
-        Pki {
-            dir,
-            ca: ca.pem(),
-            client_cert,
-            client_key,
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.file(name).display().to_string()
-    }
-
-    /// The nats-server `tls {}` block with the server certificate, plus `extra` lines.
-    fn server_block(&self, extra: &str) -> String {
-        format!(
-            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  {extra}\n}}",
-            self.path("server.crt"),
-            self.path("server.key"),
-        )
-    }
-
-    /// A client that trusts this CA (and presents the client certificate with `mutual`).
-    fn client(&self, mutual: bool) -> ConnectOptions {
-        let opts = ConnectOptions::new()
-            .require_tls(true)
-            .add_root_certificates(self.file("ca.crt"));
-        if mutual {
-            opts.add_client_certificate(self.file("client.crt"), self.file("client.key"))
-        } else {
-            opts
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Decentralised auth (nats-jwt-rs)
-
-/// An operator, a system account, an application account with JetStream enabled, and a
-/// user of that account with its `.creds` file.
-struct Decentralised {
-    /// Lines for nats.conf: `operator`, `system_account`, `resolver: MEMORY`, and the
-    /// preloaded account JWTs.
-    server_conf: String,
-    /// The user's `.creds` (JWT and seed).
-    creds: String,
-}
-
-impl Decentralised {
-    fn new() -> Decentralised {
-        use nats_jwt_rs::account::{Account, JetStreamLimits};
-        use nats_jwt_rs::operator::Operator;
-        use nats_jwt_rs::user::User;
-        use nkeys::KeyPair;
-
-        let operator = KeyPair::new_operator();
-        let operator_jwt = Operator::new_claims("jso-test".into(), operator.public_key())
-            .encode(&operator)
-            .expect("operator JWT");
-
-        let system = KeyPair::new_account();
-        let system_jwt = Account::new_claims("SYS".into(), system.public_key())
-            .encode(&operator)
-            .expect("system account JWT");
-
-        let app = KeyPair::new_account();
-        let mut app_claims = Account::new_claims("APP".into(), app.public_key());
-        app_claims
-            .nats
-            .limits
-            .get_or_insert_with(Default::default)
-            .jetstream = Some(JetStreamLimits {
-            memory_storage: Some(-1),
-            disk_storage: Some(-1),
-            streams: Some(-1),
-            consumer: Some(-1),
-            max_ack_pending: Some(-1),
-            ..Default::default()
-        });
-        let app_jwt = app_claims.encode(&operator).expect("account JWT");
-
-        let user = KeyPair::new_user();
-        let user_jwt = User::new_claims("app-user".into(), user.public_key())
-            .encode(&app)
-            .expect("user JWT");
-        let seed = user.seed().expect("user seed");
-        let creds = format!(
-            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
-             ************************* IMPORTANT *************************\n\
-             NKEY Seed printed below can be used to sign and prove identity.\n\
-             NKEYs are sensitive and should be treated as secrets.\n\n\
-             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
-             *************************************************************\n"
-        );
-        let server_conf = format!(
-            "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
-             resolver_preload: {{\n  {sys}: \"{system_jwt}\"\n  {app_pub}: \"{app_jwt}\"\n}}",
-            sys = system.public_key(),
-            app_pub = app.public_key(),
-        );
-        Decentralised { server_conf, creds }
-    }
 }
 
 /// nats.conf lines for one user `alice` with `password`.
@@ -978,7 +804,7 @@ async fn dependent_of_a_deleted_account_still_cleans_up() {
 }
 
 #[tokio::test]
-async fn unresolvable_connection_releases_a_deleted_object() {
+async fn unresolvable_connection_releases_a_deleted_object_unless_one_is_remembered() {
     let nats = Nats::start_with_config("authorization {\n  token: \"orphan-t0ken\"\n}").await;
     let w = World::start("conn-orphan", &[]).await;
     w.put_secret("nats-token", &[("token", "orphan-t0ken")])
@@ -998,7 +824,8 @@ async fn unresolvable_connection_releases_a_deleted_object() {
     )
     .await;
 
-    // 1. The object now names an Account that does not exist.
+    // 1. The object now names an Account that does not exist: its connection settings
+    //    changed, so the connection it resolved before is not used to delete.
     w.streams
         .patch(
             "repointed",
@@ -1047,12 +874,14 @@ async fn unresolvable_connection_releases_a_deleted_object() {
         .await
         .expect("delete the Stream");
     wait_gone(&w.streams, "secretless", WAIT).await;
+    // The Secret went first (as when a namespace is deleted): the object deletes its
+    // stream through the connection it last resolved to, unchanged since.
     let events = events_about(w.cp, w.ns(), "Stream", "secretless").await;
     assert!(
-        event_count(&events, "Orphaned", Some("Warning")) >= 1,
-        "no Warning event Orphaned: {events:?}"
+        event_count(&events, "Deleted", Some("Normal")) >= 1,
+        "no Normal event Deleted: {events:?}"
     );
-    assert!(get_stream_config(&js, "secretless").await.is_some());
+    assert!(get_stream_config(&js, "secretless").await.is_none());
 }
 
 // ---------------------------------------------------------------------------------------

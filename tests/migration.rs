@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use support::*;
 
 const OWNER_KEY: &str = "jetstream.nats.io/owner";
-const CLUSTER_KEY: &str = "jetstream.nats.io/cluster";
 /// The max age NACK's control loop gave a stream whose spec had `maxAge: ''` (jsm.go's
 /// `DefaultStream` template).
 const ONE_YEAR: Duration = Duration::from_secs(8760 * 3600);
@@ -353,7 +352,7 @@ fn nack_consumer(name: &str, stream: &str, state: &str) -> Value {
 /// Server-maintained (`_nats.*`) and ownership metadata removed: what the takeover may add.
 fn without_marker(md: &HashMap<String, String>) -> HashMap<String, String> {
     md.iter()
-        .filter(|(k, _)| !k.starts_with("_nats.") && *k != OWNER_KEY && *k != CLUSTER_KEY)
+        .filter(|(k, _)| !k.starts_with("_nats.") && !k.starts_with("jetstream.nats.io/"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -661,7 +660,9 @@ async fn nack_objects_are_taken_over() {
             .push("README.md's \"Migrating from NACK\" section does not mention max_age".into());
     }
 
-    // Deleting audit deletes the stream (NACK's finalizer is honoured); orders stays.
+    // Deleting audit keeps its stream: it was adopted, and adopted assets are orphaned
+    // unless the object says `deletionPolicy: Delete` (or the operator runs with
+    // --adopted-deletion-policy=delete, as the migration guide says); orders stays too.
     kubectl_ok(
         w.cp,
         &["delete", "stream", "audit", "-n", &ns, "--timeout=60s"],
@@ -669,15 +670,28 @@ async fn nack_objects_are_taken_over() {
     if w.streams.get_opt("audit").await.ok().flatten().is_some() {
         problems.push("object audit still exists after kubectl delete".into());
     }
-    if stream_info(&w.js, "audit").await.is_some() {
-        problems.push("stream audit is still in JetStream after its object was deleted".into());
-    }
-    let deleted = wait_until(WAIT, "a Deleted event about audit", || async {
+    let orphaned = wait_until(WAIT, "an Orphaned event about audit", || async {
         let ev = events_about(w.cp, &ns, "Stream", "audit").await;
-        ev.iter().any(|e| e.reason == "Deleted").then_some(ev)
+        ev.iter()
+            .any(|e| e.reason == "Orphaned" && e.message.contains("adopted"))
+            .then_some(ev)
     })
     .await;
-    eprintln!("MIGRATION delete audit: {deleted:?}");
+    eprintln!("MIGRATION delete audit: {orphaned:?}");
+    match stream_info(&w.js, "audit").await {
+        None => problems.push("stream audit was deleted although it was adopted".into()),
+        Some(kept) => {
+            if kept.state.messages != MESSAGES || kept.created != w.before.audit.created {
+                problems.push(format!(
+                    "audit was touched by its object's deletion: {} messages, created {}",
+                    kept.state.messages, kept.created
+                ));
+            }
+            if kept.config.metadata.contains_key(OWNER_KEY) {
+                problems.push("the kept stream audit still carries the owner marker".into());
+            }
+        }
+    }
     let orders_now = w.stream("orders").await;
     if orders_now.state.messages != MESSAGES || orders_now.created != w.before.orders.created {
         problems.push(format!(

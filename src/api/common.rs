@@ -41,6 +41,15 @@ pub struct CommonSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_update: bool,
 
+    /// What happens to the JetStream asset when this object is deleted: `Delete` deletes
+    /// it, `Orphan` keeps it (unowned, for another object or a person to take over).
+    /// Unset: `Delete` for an asset this object created, and for an asset it adopted the
+    /// operator's `--adopted-deletion-policy` (`Orphan` unless configured otherwise).
+    /// `preventDelete: true` always keeps the asset. `status.deletionPolicy` shows the
+    /// policy that applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
     /// Name of an Account object that holds the connection settings (servers,
     /// credentials, TLS) to use for this asset. Fields set on this object override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +84,20 @@ pub struct CommonSpec {
     /// API is reached at `$JS.<domain>.API`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub js_domain: Option<String>,
+}
+
+/// What deleting the object does to its JetStream asset: `Delete` deletes it, `Orphan`
+/// keeps it, unowned, for another object or a person to take over. In the spec, unset
+/// means `Delete` for an asset the object created and the operator's
+/// `--adopted-deletion-policy` (`Orphan` unless configured otherwise) for an asset it
+/// adopted; `preventDelete: true` always keeps the asset. In the status: the policy that
+/// applies now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the asset with the object.
+    Delete,
+    /// Keep the asset, unowned, when the object is deleted.
+    Orphan,
 }
 
 /// TLS material given as file paths mounted into the operator's pod.
@@ -137,6 +160,11 @@ pub struct AssetStatus {
     /// True when the asset existed before this object and was taken over by it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+
+    /// What deleting this object will do to the asset (`Delete` or `Orphan`), from
+    /// `spec.deletionPolicy`, `spec.preventDelete` and whether the asset was adopted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// Name of the server leading the asset's replica group, when clustered.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use crate::api::conditions::{self, reason};
 use crate::jetstream::api::JsApi;
 use crate::metrics::Outcome;
 
-use super::connect::{AccountLayer, merge};
+use super::connect::AccountLayer;
 use super::context::{Context, Error};
 use super::engine::is_paused;
 use super::kinds::{self, Managed, Visitor};
@@ -218,7 +218,7 @@ async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(Outcome, Ac
             let state = if unchanged {
                 State::Ready("the servers accept these settings".into())
             } else {
-                check_connection(ctx, &l).await
+                check_connection(ctx, account, &l).await
             };
             (state, Some(l.hash))
         }
@@ -254,13 +254,9 @@ async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(Outcome, Ac
 }
 
 /// Connects with the Account's settings alone (on the operator's default servers if it
-/// names none) and asks JetStream for account info.
-async fn check_connection(ctx: &Context, l: &AccountLayer) -> State {
-    let global = match ctx.resolver.default_layer().await {
-        Ok(g) => g,
-        Err(e) => return e.state(),
-    };
-    let resolved = match merge(&[global, l.layer.clone()], None) {
+/// names none and its namespace may use them) and asks JetStream for account info.
+async fn check_connection(ctx: &Context, account: &Account, l: &AccountLayer) -> State {
+    let resolved = match ctx.resolver.account_connection(account, l).await {
         Ok(r) => r,
         Err(e) => return e.state(),
     };

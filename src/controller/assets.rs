@@ -13,7 +13,7 @@ use crate::jetstream::api::{DEFAULT_PREFIX, JsApi};
 use crate::jetstream::asset::{AssetOps, AssetRef, Facts, Snapshot};
 use crate::jetstream::config::AssetConfig;
 use crate::jetstream::error::code;
-use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY, Owner};
+use crate::jetstream::owner::{self, Owner};
 use crate::metrics::ErrorCategory;
 
 use super::connect::ResolveError;
@@ -82,6 +82,7 @@ pub fn subject<K: Managed>(obj: &K, id: &IdOf<K>) -> Subject {
 /// The owner marker of an object.
 pub fn owner(ctx: &Context, key: &ObjKey) -> Owner {
     Owner::new(
+        key.kind,
         &key.namespace,
         &key.name,
         ctx.settings.cluster_name.as_deref(),
@@ -111,12 +112,13 @@ pub async fn apply<K: Managed>(
     let subject = subject(obj, &id);
     let owner = owner(ctx, key);
     let common = obj.common();
-    let policies = ctx
-        .settings
-        .policies(common.prevent_update, common.prevent_delete);
+    let policies = ctx.settings.policies(&key.namespace, common);
 
     let resolved = match ctx.resolver.resolve(&key.namespace, common).await {
-        Ok(r) => r,
+        Ok(r) => {
+            ctx.resolver.remember(&key.to_string(), common, &r);
+            r
+        }
         Err(e) => {
             ctx.registry.remove(key);
             return Attempt {
@@ -164,7 +166,7 @@ pub async fn apply<K: Managed>(
             Err(e) => return failed(&e, binding),
         },
     };
-    let desired = match &stream {
+    let mut desired = match &stream {
         Some(None) => None,
         parent => match obj.desired(&owner, parent.as_ref().and_then(|p| p.as_ref())) {
             Ok(d) => Some(d),
@@ -191,6 +193,12 @@ pub async fn apply<K: Managed>(
         },
     };
     let observed = info.as_ref().map(K::Asset::config);
+    // An adopted asset keeps its adoption mark through every update.
+    if let (Some(d), Some(o)) = (desired.as_mut(), observed)
+        && owner::adopted(o.metadata())
+    {
+        owner::mark_adopted(d.metadata_mut());
+    }
     let plan = plan::apply(&ApplyFacts {
         desired: desired.as_ref().filter(|_| !stream_vanished),
         observed,
@@ -200,6 +208,9 @@ pub async fn apply<K: Managed>(
     });
     debug!(object = %key, plan = %plan.kind(), "planned");
 
+    if let (Plan::Adopt { .. }, Some(d)) = (&plan, desired.as_mut()) {
+        owner::mark_adopted(d.metadata_mut());
+    }
     let written = match (&plan, &desired) {
         (Plan::Create { .. }, Some(d)) => Some(K::Asset::create(&js, &id, d).await),
         (Plan::Adopt { .. } | Plan::Update { .. }, Some(d)) => {
@@ -292,13 +303,14 @@ pub enum Cleanup {
     Retry(Duration),
 }
 
-/// Deletes the asset of an object being deleted, if the object owns it and may, one step
-/// at a time as [`plan::deletion`] asks.
+/// Deletes the asset of an object being deleted, if the object owns it and its deletion
+/// policy says so, one step at a time as [`plan::deletion`] asks.
 pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bool) -> Cleanup {
     let id = obj.asset_id();
     let subject = subject(obj, &id);
     let owner = owner(ctx, key);
     let common = obj.common();
+    let object = key.to_string();
     let age = obj
         .meta()
         .deletion_timestamp
@@ -308,40 +320,56 @@ pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bo
         .unwrap_or_default();
     let mut facts = DeletionFacts {
         paused,
-        policies: ctx
-            .settings
-            .policies(common.prevent_update, common.prevent_delete),
+        policies: ctx.settings.policies(&key.namespace, common),
+        adopted: obj.asset_status().is_some_and(|s| s.adopted),
         past_grace: age >= ctx.settings.deletion_grace,
+        remembered: ctx.resolver.remembered(&object, common).is_some(),
         ..Default::default()
     };
     let mut js: Option<JsApi> = None;
     let mut observed: Option<ConfigOf<K>> = None;
+    let connect = |r: crate::controller::connect::Resolved| async move {
+        match ctx.pool.get(&r.settings).await {
+            Ok(c) => (Some(js_api(ctx, c, &r.prefix)), Connection::Ready),
+            Err(e) => (None, Connection::Failed(Failure::from(&e))),
+        }
+    };
     // Each step fills in one fact, so a handful of steps always ends the deletion.
-    for _ in 0..8 {
+    for _ in 0..10 {
         let step = plan::deletion(&facts);
         match (&step, &js) {
             (Deletion::Resolve, _) => {
-                facts.connection = Some(match ctx.resolver.resolve(&key.namespace, common).await {
-                    Ok(r) => match ctx.pool.get(&r.settings).await {
-                        Ok(c) => {
-                            js = Some(js_api(ctx, c, &r.prefix));
-                            Connection::Ready
-                        }
-                        Err(e) => Connection::Failed(Failure::from(&e)),
-                    },
-                    Err(ResolveError::Transient(why)) => {
-                        Connection::Failed(Failure::transient(reason::KUBERNETES_ERROR, why))
+                let (api, c) = match ctx.resolver.resolve(&key.namespace, common).await {
+                    Ok(r) => connect(r).await,
+                    Err(ResolveError::Transient(why)) => (
+                        None,
+                        Connection::Failed(Failure::transient(reason::KUBERNETES_ERROR, why)),
+                    ),
+                    Err(e) => (None, Connection::Unresolved(e.to_string())),
+                };
+                js = api;
+                facts.connection = Some(c);
+            }
+            (Deletion::UseRemembered, _) => {
+                facts.remembered = false;
+                let (api, c) = match ctx.resolver.remembered(&object, common) {
+                    Some(r) => {
+                        info!(object = %key, "connection no longer resolves; deleting through the one it last resolved to");
+                        connect(r).await
                     }
-                    Err(e) => Connection::Unresolved(e.to_string()),
-                });
+                    None => (None, Connection::Unresolved("nothing remembered".into())),
+                };
+                js = api;
+                facts.connection = Some(c);
             }
             (Deletion::Observe, Some(js)) => {
                 facts.observed = Some(match K::Asset::get(js, &id).await {
                     Ok(Some(info)) => {
                         let cfg = K::Asset::config(&info).clone();
                         let ownership = owner.classify(cfg.metadata());
+                        let adopted = owner::adopted(cfg.metadata());
                         observed = Some(cfg);
-                        Observed::Present(ownership)
+                        Observed::Present { ownership, adopted }
                     }
                     Ok(None) => Observed::Missing,
                     Err(e) if e.is(code::STREAM_NOT_FOUND) => Observed::Missing,
@@ -357,12 +385,12 @@ pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bo
                 );
             }
             (Deletion::Retry(f), _) => {
-                let delay = ctx.backoff(&key.to_string());
+                let delay = ctx.backoff(&object);
                 warn!(object = %key, error = %f.message, retry_in = ?delay, "cannot delete asset yet");
                 return Cleanup::Retry(delay);
             }
             (Deletion::Keep(_) | Deletion::GiveUp(_) | Deletion::Done { .. }, _) => {
-                if let (Deletion::Keep(Keep::PreventDelete), Some(js), Some(cfg)) =
+                if let (Deletion::Keep(Keep::Policy(_)), Some(js), Some(cfg)) =
                     (&step, &js, observed.take())
                 {
                     release_marker::<K>(js, &id, cfg).await;
@@ -377,15 +405,12 @@ pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bo
         }
     }
     warn!(object = %key, "deletion did not settle; retrying");
-    Cleanup::Retry(ctx.backoff(&key.to_string()))
+    Cleanup::Retry(ctx.backoff(&object))
 }
 
 /// Removes the ownership marker from a kept asset, so another object can adopt it.
 async fn release_marker<K: Managed>(js: &JsApi, id: &IdOf<K>, mut cfg: ConfigOf<K>) {
-    let md = cfg.metadata_mut();
-    md.remove(OWNER_KEY);
-    md.remove(CLUSTER_KEY);
-    md.retain(|k, _| !k.starts_with("_nats."));
+    owner::release(cfg.metadata_mut());
     if let Err(e) = K::Asset::update(js, id, &cfg).await {
         debug!(error = %e, "could not remove the ownership marker from a kept asset");
     }

@@ -4,7 +4,9 @@
 //! precedence ladder picks the authentication of a layer; one reader turns a layer's
 //! sources into material (files read asynchronously and cached by modification time,
 //! Secrets read with GET by name); and the layers merge with NACK's precedence
-//! (default < Account < object).
+//! (default < Account < object), servers, authentication and TLS as one unit: a layer that
+//! names servers takes nothing from the layers below it, so the operator's own credentials
+//! only ever reach the operator's own servers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -106,8 +108,10 @@ pub struct DefaultConnection {
 /// Where one piece of credential or TLS material comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// A file mounted into the operator's pod.
+    /// A file of the operator's own configuration (its flags).
     File(String),
+    /// A file path written in a spec: read only under `--credentials-dir`.
+    SpecFile(String),
     /// A key of a Secret in the Account's namespace.
     Secret {
         /// The Secret's name.
@@ -185,6 +189,10 @@ fn file(path: &Option<String>) -> Option<Source> {
     nonempty(path).map(Source::File)
 }
 
+fn spec_file(path: &Option<String>) -> Option<Source> {
+    nonempty(path).map(Source::SpecFile)
+}
+
 impl LayerSpec {
     /// The operator's default connection (flags and environment).
     pub fn from_default(d: &DefaultConnection) -> LayerSpec {
@@ -205,21 +213,21 @@ impl LayerSpec {
         }
     }
 
-    /// An object's own connection fields.
+    /// An object's own connection fields (file paths from a spec).
     pub fn from_object(c: &CommonSpec) -> LayerSpec {
         let tls = c.tls.as_ref();
         LayerSpec {
             servers: servers(&c.servers),
-            auth: pick_auth(file(&c.creds), file(&c.nkey), None, None),
+            auth: pick_auth(spec_file(&c.creds), spec_file(&c.nkey), None, None),
             ca: tls
                 .map(|t| {
                     t.root_cas
                         .iter()
-                        .filter_map(|p| file(&Some(p.clone())))
+                        .filter_map(|p| spec_file(&Some(p.clone())))
                         .collect()
                 })
                 .unwrap_or_default(),
-            client: tls.and_then(|t| file(&t.client_cert).zip(file(&t.client_key))),
+            client: tls.and_then(|t| spec_file(&t.client_cert).zip(spec_file(&t.client_key))),
             tls_first: c.tls_first,
             js_domain: nonempty(&c.js_domain),
             api_prefix: None,
@@ -234,7 +242,7 @@ impl LayerSpec {
                 name: name.to_string(),
                 key,
             },
-            None => Source::File(key),
+            None => Source::SpecFile(key),
         };
         let key_or =
             |v: &Option<String>, default: &str| nonempty(v).unwrap_or_else(|| default.to_string());
@@ -384,7 +392,33 @@ impl Secrets {
 /// Turns sources into material.
 struct Reader<'a> {
     files: &'a FileCache,
+    /// Directories under which paths from specs may be read.
+    allowed: &'a [PathBuf],
     secrets: Option<Secrets>,
+}
+
+/// Refuses a path written in a spec unless it lies, symbolic links and `..` resolved,
+/// under one of the allowed directories.
+async fn check_spec_path(path: &str, allowed: &[PathBuf], what: &str) -> Result<(), ResolveError> {
+    let advice = "name a Secret from an Account instead (spec.account), or run the operator with --credentials-dir naming the directory";
+    if allowed.is_empty() {
+        return Err(ResolveError::Forbidden(format!(
+            "the {what} is a file path ({path}); the operator reads no files named in specs: {advice}"
+        )));
+    }
+    let real = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|e| ResolveError::Unresolved(format!("cannot read {what} file {path}: {e}")))?;
+    for dir in allowed {
+        if let Ok(dir) = tokio::fs::canonicalize(dir).await
+            && real.starts_with(&dir)
+        {
+            return Ok(());
+        }
+    }
+    Err(ResolveError::Forbidden(format!(
+        "the {what} file {path} is outside the directories the operator may read files from (--credentials-dir): {advice}"
+    )))
 }
 
 impl Reader<'_> {
@@ -395,14 +429,18 @@ impl Reader<'_> {
     ) -> Result<(String, String), ResolveError> {
         match source {
             Source::Value(v) => Ok((format!("the {what} flag"), v.clone())),
-            Source::File(path) => self
-                .files
-                .read(path)
-                .await
-                .map(|t| (path.clone(), t))
-                .map_err(|e| {
-                    ResolveError::Unresolved(format!("cannot read {what} file {path}: {e}"))
-                }),
+            Source::File(path) | Source::SpecFile(path) => {
+                if let Source::SpecFile(_) = source {
+                    check_spec_path(path, self.allowed, what).await?;
+                }
+                self.files
+                    .read(path)
+                    .await
+                    .map(|t| (path.clone(), t))
+                    .map_err(|e| {
+                        ResolveError::Unresolved(format!("cannot read {what} file {path}: {e}"))
+                    })
+            }
             Source::Secret { name, key } => match &mut self.secrets {
                 Some(s) => {
                     let origin = format!("Secret {}/{name} key {key}", s.namespace);
@@ -488,6 +526,17 @@ pub struct Layer {
     pub api_prefix: Option<String>,
 }
 
+/// Which layer a connection's servers came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The operator's flags.
+    Default,
+    /// The Account the object names.
+    Account,
+    /// The object's own spec.
+    Object,
+}
+
 /// A resolved connection for one object.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -497,31 +546,47 @@ pub struct Resolved {
     pub prefix: String,
     /// The Account used, if any (`<namespace>/<name>`).
     pub account: Option<String>,
+    /// The layer whose servers (and with them authentication and TLS) are used.
+    pub servers_from: Origin,
 }
 
-/// Merges layers, lowest precedence first.
-pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, ResolveError> {
+/// Merges layers, lowest precedence first. Servers, authentication and TLS are one unit:
+/// a layer that names servers replaces all of them (what it leaves unset is unset); a
+/// layer that names none keeps the servers below it and may replace the authentication
+/// (as a whole), the CA, the client certificate and turn on TLS first. The JetStream
+/// domain and API prefix follow the last layer that sets one.
+pub fn merge(
+    layers: &[(Origin, Layer)],
+    account: Option<String>,
+) -> Result<Resolved, ResolveError> {
     let mut servers: Vec<String> = Vec::new();
+    let mut servers_from = Origin::Default;
     let mut auth = Auth::None;
     let mut ca: Vec<Pem> = Vec::new();
     let mut client: Option<(Pem, Pem)> = None;
     let mut tls_first = false;
     let mut js_domain: Option<String> = None;
     let mut api_prefix: Option<String> = None;
-    for l in layers {
+    for (origin, l) in layers {
         if !l.servers.is_empty() {
             servers = l.servers.clone();
-        }
-        if let Some(a) = &l.auth {
-            auth = a.clone();
-        }
-        if !l.ca.is_empty() {
+            servers_from = *origin;
+            auth = l.auth.clone().unwrap_or_default();
             ca = l.ca.clone();
-        }
-        if l.client.is_some() {
             client = l.client.clone();
+            tls_first = l.tls_first;
+        } else {
+            if let Some(a) = &l.auth {
+                auth = a.clone();
+            }
+            if !l.ca.is_empty() {
+                ca = l.ca.clone();
+            }
+            if l.client.is_some() {
+                client = l.client.clone();
+            }
+            tls_first |= l.tls_first;
         }
-        tls_first |= l.tls_first;
         if l.js_domain.is_some() {
             js_domain = l.js_domain.clone();
             api_prefix = None;
@@ -549,7 +614,13 @@ pub fn merge(layers: &[Layer], account: Option<String>) -> Result<Resolved, Reso
         },
         prefix,
         account,
+        servers_from,
     })
+}
+
+/// True when `namespace` is in `list`, an empty list meaning every namespace.
+pub fn listed(list: &[String], namespace: &str) -> bool {
+    list.is_empty() || list.iter().any(|n| n == "*" || n == namespace)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -609,6 +680,7 @@ pub async fn default_layer(
 ) -> Result<Layer, ResolveError> {
     Reader {
         files,
+        allowed: &[],
         secrets: None,
     }
     .layer(&LayerSpec::from_default(d))
@@ -620,26 +692,122 @@ pub async fn default_layer(
 pub struct Resolver {
     client: kube::Client,
     default: DefaultConnection,
+    default_namespaces: Vec<String>,
+    credentials_dirs: Vec<PathBuf>,
     files: FileCache,
     accounts: AccountCache,
+    remembered: Mutex<HashMap<String, (u64, Resolved)>>,
+}
+
+/// A fingerprint of the connection fields of a spec.
+fn connection_fingerprint(common: &CommonSpec) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        &common.account,
+        &common.servers,
+        &common.creds,
+        &common.nkey,
+        common
+            .tls
+            .as_ref()
+            .map(|t| (&t.client_cert, &t.client_key, &t.root_cas)),
+        common.tls_first,
+        &common.js_domain,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 impl Resolver {
-    /// A resolver reading Accounts and Secrets with `client`.
-    pub fn new(client: kube::Client, default: DefaultConnection) -> Self {
+    /// A resolver reading Accounts and Secrets with `client`. `default_namespaces` may
+    /// use the default connection (empty: all); paths written in specs are read only
+    /// under `credentials_dirs`.
+    pub fn new(
+        client: kube::Client,
+        default: DefaultConnection,
+        default_namespaces: Vec<String>,
+        credentials_dirs: Vec<PathBuf>,
+    ) -> Self {
         Self {
             client,
             default,
+            default_namespaces,
+            credentials_dirs,
             files: FileCache::default(),
             accounts: AccountCache::default(),
+            remembered: Mutex::new(HashMap::new()),
         }
     }
 
     fn reader(&self, secrets: Option<Secrets>) -> Reader<'_> {
         Reader {
             files: &self.files,
+            allowed: &self.credentials_dirs,
             secrets,
         }
+    }
+
+    /// Remembers the connection an object resolved, for its deletion (an object whose
+    /// Account's Secret is deleted first, as when its namespace goes, still cleans up).
+    pub fn remember(&self, object: &str, common: &CommonSpec, resolved: &Resolved) {
+        if let Ok(mut m) = self.remembered.lock() {
+            m.insert(
+                object.to_string(),
+                (connection_fingerprint(common), resolved.clone()),
+            );
+        }
+    }
+
+    /// The connection remembered for an object, if its connection fields are unchanged.
+    pub fn remembered(&self, object: &str, common: &CommonSpec) -> Option<Resolved> {
+        let m = self.remembered.lock().ok()?;
+        m.get(object)
+            .filter(|(f, _)| *f == connection_fingerprint(common))
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Forgets what was remembered for an object.
+    pub fn forget(&self, object: &str) {
+        if let Ok(mut m) = self.remembered.lock() {
+            m.remove(object);
+        }
+    }
+
+    /// Refuses the operator's default servers to objects outside
+    /// `--default-connection-namespaces`. `via` is the namespace of the Account the
+    /// object names, if any: an allowed namespace's Account may share them.
+    fn check_default(
+        &self,
+        r: &Resolved,
+        namespace: &str,
+        via: Option<&str>,
+    ) -> Result<(), ResolveError> {
+        if r.servers_from != Origin::Default
+            || listed(&self.default_namespaces, namespace)
+            || via.is_some_and(|ns| listed(&self.default_namespaces, ns))
+        {
+            return Ok(());
+        }
+        Err(ResolveError::Forbidden(format!(
+            "objects in namespace {namespace} may not use the operator's own NATS connection (--default-connection-namespaces); name an Account (spec.account) that sets servers and credentials"
+        )))
+    }
+
+    /// The connection an Account checks with: its own settings, on the operator's servers
+    /// when it names none (if its namespace may use them).
+    pub async fn account_connection(
+        &self,
+        account: &Account,
+        l: &AccountLayer,
+    ) -> Result<Resolved, ResolveError> {
+        let ns = account.namespace().unwrap_or_default();
+        let layers = [
+            (Origin::Default, self.default_layer().await?),
+            (Origin::Account, l.layer.clone()),
+        ];
+        let r = merge(&layers, None)?;
+        self.check_default(&r, &ns, None)?;
+        Ok(r)
     }
 
     /// Forgets a cached Account (it or its Secrets changed).
@@ -723,25 +891,29 @@ impl Resolver {
 
     /// Resolves the connection of an object in `namespace`: the operator's default, then
     /// the Account it names (read with its Secrets), then its own fields (NACK's
-    /// precedence).
+    /// precedence, servers with their credentials as one unit).
     pub async fn resolve(
         &self,
         namespace: &str,
         common: &CommonSpec,
     ) -> Result<Resolved, ResolveError> {
-        let mut layers = vec![self.default_layer().await?];
+        let mut layers = vec![(Origin::Default, self.default_layer().await?)];
         let mut account = None;
+        let mut via = None;
         if let Some(reference) = common.account.as_deref().filter(|a| !a.is_empty()) {
             let (layer, id) = self.account_for(reference, namespace).await?;
-            layers.push(layer);
+            via = Some(account_ref(reference, namespace).0.to_string());
+            layers.push((Origin::Account, layer));
             account = Some(id);
         }
-        layers.push(
-            self.reader(None)
-                .layer(&LayerSpec::from_object(common))
-                .await?,
-        );
-        merge(&layers, account)
+        let own = self
+            .reader(None)
+            .layer(&LayerSpec::from_object(common))
+            .await?;
+        layers.push((Origin::Object, own));
+        let r = merge(&layers, account)?;
+        self.check_default(&r, namespace, via.as_deref())?;
+        Ok(r)
     }
 }
 
@@ -834,6 +1006,7 @@ mod tests {
         assert!(cache.read("/nonexistent/token").await.is_err());
         let mut reader = Reader {
             files: &cache,
+            allowed: &[],
             secrets: None,
         };
         let auth = reader
@@ -850,6 +1023,60 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/x.creds"), "{e}");
     }
 
+    #[tokio::test]
+    async fn paths_from_specs_only_under_allowed_directories() {
+        let allowed = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let inside = allowed.path().join("app.creds");
+        std::fs::write(&inside, "creds").unwrap();
+        let secret = outside.path().join("operator.creds");
+        std::fs::write(&secret, "operator").unwrap();
+        // A link inside the allowed directory to a file outside it.
+        let link = allowed.path().join("link.creds");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let cache = FileCache::default();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let creds = |p: String| AuthSource::Creds(Source::SpecFile(p));
+
+        let mut closed = Reader {
+            files: &cache,
+            allowed: &[],
+            secrets: None,
+        };
+        let e = closed.auth(&creds(path(&inside))).await.unwrap_err();
+        assert!(matches!(e, ResolveError::Forbidden(_)), "{e}");
+
+        let dirs = [allowed.path().to_path_buf()];
+        let mut open = Reader {
+            files: &cache,
+            allowed: &dirs,
+            secrets: None,
+        };
+        assert_eq!(
+            open.auth(&creds(path(&inside))).await.unwrap(),
+            Auth::Creds("creds".into())
+        );
+        for escape in [
+            path(&secret),
+            path(&link),
+            format!(
+                "{}/../{}/operator.creds",
+                allowed.path().display(),
+                outside.path().file_name().unwrap().to_string_lossy()
+            ),
+        ] {
+            let e = open.auth(&creds(escape.clone())).await.unwrap_err();
+            assert!(matches!(e, ResolveError::Forbidden(_)), "{escape}: {e}");
+        }
+        // The operator's own files are not subject to the directories.
+        assert!(
+            closed
+                .auth(&AuthSource::Creds(Source::File(path(&secret))))
+                .await
+                .is_ok()
+        );
+    }
+
     #[test]
     fn object_fields_override_the_default() {
         let global = Layer {
@@ -862,12 +1089,32 @@ mod tests {
             js_domain: Some("hub".into()),
             ..Default::default()
         };
-        let r = merge(&[global.clone(), obj], None).unwrap();
+        let r = merge(
+            &[(Origin::Default, global.clone()), (Origin::Object, obj)],
+            None,
+        )
+        .unwrap();
         assert_eq!(r.settings.servers, vec!["nats://mine:4222"]);
-        assert_eq!(r.settings.auth, Auth::Token("t".into()));
+        assert_eq!(r.servers_from, Origin::Object);
+        // Servers named by a layer come without the credentials of the layers below.
+        assert_eq!(r.settings.auth, Auth::None);
         assert_eq!(r.prefix, "$JS.hub.API");
-        let r = merge(&[global], None).unwrap();
+        // A layer without servers keeps the servers below, with its own credentials.
+        let own = Layer {
+            auth: Some(Auth::Token("mine".into())),
+            ..Default::default()
+        };
+        let r = merge(
+            &[(Origin::Default, global.clone()), (Origin::Object, own)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.settings.servers, vec!["nats://global:4222"]);
+        assert_eq!(r.servers_from, Origin::Default);
+        assert_eq!(r.settings.auth, Auth::Token("mine".into()));
+        let r = merge(&[(Origin::Default, global)], None).unwrap();
         assert_eq!(r.prefix, "$JS.API");
-        assert!(merge(&[Layer::default()], None).is_err());
+        assert_eq!(r.settings.auth, Auth::Token("t".into()));
+        assert!(merge(&[(Origin::Default, Layer::default())], None).is_err());
     }
 }

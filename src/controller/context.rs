@@ -10,11 +10,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use rand::Rng;
 use tracing::warn;
 
-use crate::api::common::AssetStatus;
+use crate::api::common::{AssetStatus, CommonSpec, DeletionPolicy};
 use crate::jetstream::connection::Pool;
 use crate::metrics::{ErrorCategory, Metrics, Write};
 
-use super::connect::{DefaultConnection, Resolver};
+use super::connect::{DefaultConnection, Resolver, listed};
 use super::plan::{self, AdoptionPolicy};
 use super::registry::Registry;
 
@@ -30,6 +30,10 @@ pub struct Settings {
     pub concurrency: u16,
     /// What to do with existing unowned assets.
     pub adoption: AdoptionPolicy,
+    /// Namespaces whose objects may adopt existing unowned assets (empty: all).
+    pub adoption_namespaces: Vec<String>,
+    /// What deleting an object does to an asset it adopted, when its spec does not say.
+    pub adopted_deletion_policy: DeletionPolicy,
     /// Change nothing in JetStream.
     pub read_only: bool,
     /// Cluster name stamped into the ownership marker.
@@ -40,6 +44,11 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// The operator's own connection.
     pub default_connection: DefaultConnection,
+    /// Namespaces whose objects may use the operator's own connection (empty: all).
+    pub default_connection_namespaces: Vec<String>,
+    /// Directories under which file paths written in specs (credentials, NKey seeds, TLS
+    /// material) may be read; empty: no paths from specs.
+    pub credentials_dirs: Vec<std::path::PathBuf>,
     /// Longest time a deletion retries an unreachable server before releasing the
     /// object with a Warning event.
     pub deletion_grace: Duration,
@@ -50,13 +59,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The policies an object's reconcile runs under.
-    pub fn policies(&self, prevent_update: bool, prevent_delete: bool) -> plan::Policies {
+    /// The policies the reconcile of an object in `namespace` runs under.
+    pub fn policies(&self, namespace: &str, common: &CommonSpec) -> plan::Policies {
         plan::Policies {
             read_only: self.read_only,
-            prevent_update,
-            prevent_delete,
+            prevent_update: common.prevent_update,
+            prevent_delete: common.prevent_delete,
             adoption: self.adoption,
+            may_adopt_here: listed(&self.adoption_namespaces, namespace),
+            deletion_policy: common.deletion_policy,
+            adopted_deletion_policy: self.adopted_deletion_policy,
         }
     }
 }
@@ -121,7 +133,12 @@ impl Context {
                 instance: settings.instance.clone(),
             },
         );
-        let resolver = Resolver::new(client.clone(), settings.default_connection.clone());
+        let resolver = Resolver::new(
+            client.clone(),
+            settings.default_connection.clone(),
+            settings.default_connection_namespaces.clone(),
+            settings.credentials_dirs.clone(),
+        );
         Self {
             client,
             settings,

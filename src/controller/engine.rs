@@ -111,6 +111,7 @@ async fn reconcile_inner<K: Managed>(
         Phase::Forget => {
             ctx.registry.remove(&key);
             ctx.remember_status(&uid, None);
+            ctx.resolver.forget(&key.to_string());
             Ok((Action::await_change(), Outcome::Deleted))
         }
         Phase::Finalize => match assets::delete(obj.as_ref(), ctx, &key, paused).await {
@@ -118,6 +119,7 @@ async fn reconcile_inner<K: Managed>(
                 remove_finalizer(obj.as_ref(), ctx).await?;
                 ctx.registry.remove(&key);
                 ctx.remember_status(&uid, None);
+                ctx.resolver.forget(&key.to_string());
                 ctx.reset_backoff(&key.to_string());
                 Ok((Action::await_change(), Outcome::Deleted))
             }
@@ -177,13 +179,16 @@ async fn finish<K: Managed>(
         ctx.event(obj, K::KIND, &ev).await;
     }
     let id = obj.asset_id();
+    let adopted = previous.is_some_and(|p| p.adopted) || attempt.adopted;
+    let policies = ctx.settings.policies(&key.namespace, obj.common());
     let bound = AssetStatus {
         asset_name: Some(K::Asset::asset_ref(&id).name().to_string()),
         stream_name: K::Asset::stream(&id).map(str::to_string),
         servers: attempt.binding.servers,
         account: attempt.binding.account,
         api_prefix: attempt.binding.api_prefix,
-        adopted: previous.is_some_and(|p| p.adopted) || attempt.adopted,
+        adopted,
+        deletion_policy: Some(plan::deletion_rule(&policies, adopted).policy()),
         cluster_leader: attempt.facts.leader,
         replicas: attempt.facts.replicas,
         ..Default::default()

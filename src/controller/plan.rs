@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use crate::api::common::DeletionPolicy;
 use crate::api::conditions::{Cond, READY, RECONCILING, STALLED, reason};
 use crate::jetstream::config::AssetConfig;
 use crate::jetstream::error::{Disposition, JsError};
@@ -32,7 +33,7 @@ pub enum AdoptionPolicy {
 
 /// The policies that bound what a reconcile may do, from the operator's flags and the
 /// object's spec.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policies {
     /// `--read-only`: change nothing in JetStream.
@@ -43,6 +44,72 @@ pub struct Policies {
     pub prevent_delete: bool,
     /// `--adoption-policy`.
     pub adoption: AdoptionPolicy,
+    /// The object's namespace is one `--adoption-namespaces` lets adopt.
+    pub may_adopt_here: bool,
+    /// `spec.deletionPolicy`.
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// `--adopted-deletion-policy`: what deleting an object does to an asset it adopted,
+    /// when its spec does not say.
+    pub adopted_deletion_policy: DeletionPolicy,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            prevent_update: false,
+            prevent_delete: false,
+            adoption: AdoptionPolicy::Adopt,
+            may_adopt_here: true,
+            deletion_policy: None,
+            adopted_deletion_policy: DeletionPolicy::Orphan,
+        }
+    }
+}
+
+/// Why deleting an object keeps or deletes its asset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionRule {
+    /// `spec.preventDelete`.
+    PreventDelete,
+    /// `spec.deletionPolicy`.
+    Spec(DeletionPolicy),
+    /// The asset was adopted and the spec does not say: `--adopted-deletion-policy`.
+    Adopted(DeletionPolicy),
+    /// The object created the asset: deleted with it.
+    Created,
+}
+
+impl DeletionRule {
+    /// The policy the rule comes to.
+    pub fn policy(self) -> DeletionPolicy {
+        match self {
+            DeletionRule::PreventDelete => DeletionPolicy::Orphan,
+            DeletionRule::Spec(p) | DeletionRule::Adopted(p) => p,
+            DeletionRule::Created => DeletionPolicy::Delete,
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            DeletionRule::PreventDelete => "spec.preventDelete is set",
+            DeletionRule::Spec(_) => "spec.deletionPolicy says so",
+            DeletionRule::Adopted(_) => {
+                "the asset was adopted and the operator's --adopted-deletion-policy applies (set spec.deletionPolicy to choose)"
+            }
+            DeletionRule::Created => "this object created it",
+        }
+    }
+}
+
+/// What deleting an object will do to its asset, and why.
+pub fn deletion_rule(p: &Policies, adopted: bool) -> DeletionRule {
+    match (p.prevent_delete, p.deletion_policy) {
+        (true, _) => DeletionRule::PreventDelete,
+        (false, Some(d)) => DeletionRule::Spec(d),
+        (false, None) if adopted => DeletionRule::Adopted(p.adopted_deletion_policy),
+        (false, None) => DeletionRule::Created,
+    }
 }
 
 /// What the object's previous status says, as far as decisions care.
@@ -58,6 +125,8 @@ pub struct History {
     pub waiting_for_deleted_stream: bool,
     /// The reason of a Stalled=True condition written for the current generation.
     pub stalled_for_generation: Option<String>,
+    /// The status says the asset was adopted.
+    pub adopted: bool,
 }
 
 /// How an operation failed, as far as decisions care.
@@ -289,6 +358,8 @@ pub enum Refusal {
     OwnedByOther(String),
     /// It exists, unowned, and the adoption policy is `never`.
     AdoptionNever,
+    /// It exists, unowned, and the object's namespace may not adopt.
+    AdoptionNotHere,
     /// It is missing and the operator is read-only.
     ReadOnlyMissing,
     /// It differs in these fields and the operator is read-only.
@@ -331,12 +402,16 @@ pub enum Plan {
         changes: Vec<String>,
     },
     /// Update our asset in these fields. `drift` when it had matched this generation
-    /// before (changed behind the operator's back).
+    /// before (changed behind the operator's back); `restamp` when its owner marker was
+    /// written by an earlier version and is brought up to date.
     Update {
         /// The fields that change.
         changes: Vec<String>,
         /// It was changed by someone else.
         drift: bool,
+        /// The owner marker is rewritten in the current format.
+        #[serde(default)]
+        restamp: bool,
     },
     /// Nothing to do: it matches.
     Noop,
@@ -365,6 +440,8 @@ named_enum! {
         RefuseOwnedByOther => "Refuse/OwnedByOther",
         /// [`Refusal::AdoptionNever`].
         RefuseAdoptionNever => "Refuse/AdoptionNever",
+        /// [`Refusal::AdoptionNotHere`].
+        RefuseAdoptionNotHere => "Refuse/AdoptionNotHere",
         /// [`Refusal::ReadOnlyMissing`].
         RefuseReadOnlyMissing => "Refuse/ReadOnlyMissing",
         /// [`Refusal::ReadOnly`].
@@ -389,6 +466,7 @@ impl Plan {
             Plan::Refuse(r) => match r {
                 Refusal::OwnedByOther(_) => PlanKind::RefuseOwnedByOther,
                 Refusal::AdoptionNever => PlanKind::RefuseAdoptionNever,
+                Refusal::AdoptionNotHere => PlanKind::RefuseAdoptionNotHere,
                 Refusal::ReadOnlyMissing => PlanKind::RefuseReadOnlyMissing,
                 Refusal::ReadOnly(_) => PlanKind::RefuseReadOnly,
                 Refusal::UpdatePrevented(_) => PlanKind::RefuseUpdatePrevented,
@@ -438,16 +516,19 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
             recreate: f.history.ready_for_generation,
         };
     };
-    let adopting = match f.owner.classify(observed.metadata()) {
-        Ownership::Ours => false,
+    let ownership = f.owner.classify(observed.metadata());
+    let adopting = match ownership {
+        Ownership::Ours | Ownership::OursOutdated => false,
         Ownership::Other(who) => return Plan::Refuse(Refusal::OwnedByOther(who)),
         Ownership::Unowned if p.adoption == AdoptionPolicy::Never => {
             return Plan::Refuse(Refusal::AdoptionNever);
         }
+        Ownership::Unowned if !p.may_adopt_here => return Plan::Refuse(Refusal::AdoptionNotHere),
         Ownership::Unowned => true,
     };
+    let restamp = ownership == Ownership::OursOutdated;
     let changes = C::changes(desired, observed);
-    if changes.is_empty() && !adopting {
+    if changes.is_empty() && !adopting && !restamp {
         return Plan::Noop;
     }
     let hold = if p.read_only {
@@ -459,6 +540,8 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
     };
     if let Some(hold) = hold {
         return match (changes.is_empty(), hold) {
+            // An outdated marker of ours is still ours: nothing the spec asks for differs.
+            (true, _) if !adopting => Plan::Noop,
             // Only the marker is missing: nothing the spec asks for differs.
             (true, _) => Plan::NoopUnstamped(hold),
             (false, Hold::ReadOnly) => Plan::Refuse(Refusal::ReadOnly(changes)),
@@ -475,6 +558,7 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
         Plan::Update {
             changes,
             drift: f.history.ready_for_generation,
+            restamp,
         }
     }
 }
@@ -617,7 +701,20 @@ pub fn conclude<C: AssetConfig>(
             )),
             adopted: true,
         },
-        Plan::Update { changes, drift } => Conclusion {
+        Plan::Update {
+            changes, restamp, ..
+        } if changes.is_empty() && *restamp => Conclusion {
+            state: state_after_write(),
+            event: Some(Event::normal(
+                reason::UPDATED,
+                format!(
+                    "re-stamped {noun} {id} with the owner marker of this version (owner {}, kind {})",
+                    owner.id, owner.kind
+                ),
+            )),
+            adopted: false,
+        },
+        Plan::Update { changes, drift, .. } => Conclusion {
             state: state_after_write(),
             event: Some(if *drift {
                 Event::normal(
@@ -662,6 +759,12 @@ fn refusal_state(r: &Refusal, s: &Subject) -> State {
             reason::RESOURCE_CONFLICT,
             format!(
                 "{noun} {id} already exists and no object owns it; the adoption policy is 'never', so it is left untouched"
+            ),
+        ),
+        Refusal::AdoptionNotHere => (
+            reason::RESOURCE_CONFLICT,
+            format!(
+                "{noun} {id} already exists and no object owns it; objects in this namespace may not adopt existing assets (--adoption-namespaces), so it is left untouched"
             ),
         ),
         Refusal::ReadOnlyMissing => (
@@ -749,7 +852,7 @@ pub enum Connection {
     /// Connected.
     Ready,
     /// The connection cannot be resolved (missing Account, Secret or file, or not
-    /// allowed): nothing can ever be deleted through it.
+    /// allowed).
     Unresolved(String),
     /// Resolving or connecting failed.
     Failed(Failure),
@@ -760,8 +863,14 @@ pub enum Connection {
 pub enum Observed {
     /// It does not exist.
     Missing,
-    /// It exists, with this ownership as seen from the object.
-    Present(Ownership),
+    /// It exists, with this ownership as seen from the object; `adopted` when its
+    /// metadata says it was adopted.
+    Present {
+        /// Who owns it.
+        ownership: Ownership,
+        /// Its metadata carries the adoption mark.
+        adopted: bool,
+    },
     /// Reading it failed.
     Failed(Failure),
 }
@@ -774,8 +883,13 @@ pub struct DeletionFacts {
     pub paused: bool,
     /// What the deletion may do.
     pub policies: Policies,
+    /// The status says the asset was adopted.
+    pub adopted: bool,
     /// The object has been waiting longer than `--deletion-grace`.
     pub past_grace: bool,
+    /// A connection that resolved for the object's current connection settings is
+    /// remembered (so a namespace whose Secrets are deleted first still cleans up).
+    pub remembered: bool,
     /// The connection, once resolved.
     pub connection: Option<Connection>,
     /// The asset, once read.
@@ -795,9 +909,10 @@ pub enum Keep {
     OwnedByOther(String),
     /// This object never took it over.
     NeverAdopted,
-    /// `spec.preventDelete`: kept, with our marker removed so that another object may
-    /// adopt it.
-    PreventDelete,
+    /// Its deletion policy keeps it (`preventDelete`, `deletionPolicy: Orphan`, or an
+    /// adopted asset under `--adopted-deletion-policy=orphan`): kept with our marker
+    /// removed, so another object may adopt it.
+    Policy(DeletionRule),
 }
 
 /// The next step of a deletion.
@@ -805,6 +920,8 @@ pub enum Keep {
 pub enum Deletion {
     /// Resolve the connection.
     Resolve,
+    /// The connection cannot be resolved now: connect with the one remembered.
+    UseRemembered,
     /// Read the asset.
     Observe,
     /// Delete the asset.
@@ -827,6 +944,8 @@ named_enum! {
     pub enum DeletionKind {
         /// [`Deletion::Resolve`].
         Resolve => "Resolve",
+        /// [`Deletion::UseRemembered`].
+        UseRemembered => "UseRemembered",
         /// [`Deletion::Observe`].
         Observe => "Observe",
         /// [`Deletion::Delete`].
@@ -839,8 +958,12 @@ named_enum! {
         KeepOwnedByOther => "Keep/OwnedByOther",
         /// [`Keep::NeverAdopted`].
         KeepNeverAdopted => "Keep/NeverAdopted",
-        /// [`Keep::PreventDelete`].
+        /// [`Keep::Policy`] with `preventDelete`.
         KeepPreventDelete => "Keep/PreventDelete",
+        /// [`Keep::Policy`] with `deletionPolicy: Orphan`.
+        KeepOrphan => "Keep/Orphan",
+        /// [`Keep::Policy`] for an adopted asset under the operator's default.
+        KeepAdopted => "Keep/Adopted",
         /// [`Deletion::GiveUp`].
         GiveUp => "GiveUp",
         /// [`Deletion::Retry`].
@@ -855,6 +978,7 @@ impl Deletion {
     pub fn kind(&self) -> DeletionKind {
         match self {
             Deletion::Resolve => DeletionKind::Resolve,
+            Deletion::UseRemembered => DeletionKind::UseRemembered,
             Deletion::Observe => DeletionKind::Observe,
             Deletion::Delete => DeletionKind::Delete,
             Deletion::Keep(k) => match k {
@@ -862,7 +986,11 @@ impl Deletion {
                 Keep::ReadOnly => DeletionKind::KeepReadOnly,
                 Keep::OwnedByOther(_) => DeletionKind::KeepOwnedByOther,
                 Keep::NeverAdopted => DeletionKind::KeepNeverAdopted,
-                Keep::PreventDelete => DeletionKind::KeepPreventDelete,
+                Keep::Policy(DeletionRule::PreventDelete) => DeletionKind::KeepPreventDelete,
+                Keep::Policy(DeletionRule::Adopted(_)) => DeletionKind::KeepAdopted,
+                Keep::Policy(DeletionRule::Spec(_) | DeletionRule::Created) => {
+                    DeletionKind::KeepOrphan
+                }
             },
             Deletion::GiveUp(_) => DeletionKind::GiveUp,
             Deletion::Retry(_) => DeletionKind::Retry,
@@ -891,6 +1019,7 @@ pub fn deletion(f: &DeletionFacts) -> Deletion {
     }
     match &f.connection {
         None => return Deletion::Resolve,
+        Some(Connection::Unresolved(_)) if f.remembered => return Deletion::UseRemembered,
         Some(Connection::Unresolved(why)) => {
             return Deletion::GiveUp(Failure {
                 disposition: Disposition::Permanent,
@@ -901,22 +1030,25 @@ pub fn deletion(f: &DeletionFacts) -> Deletion {
         Some(Connection::Failed(e)) => return failed(e, f.past_grace),
         Some(Connection::Ready) => {}
     }
-    match &f.observed {
-        None => Deletion::Observe,
-        Some(Observed::Missing) => Deletion::Done { deleted: false },
-        Some(Observed::Failed(e)) => failed(e, f.past_grace),
-        Some(Observed::Present(Ownership::Other(who))) => {
-            Deletion::Keep(Keep::OwnedByOther(who.clone()))
-        }
-        Some(Observed::Present(Ownership::Unowned)) => Deletion::Keep(Keep::NeverAdopted),
-        Some(Observed::Present(Ownership::Ours)) if f.policies.prevent_delete => {
-            Deletion::Keep(Keep::PreventDelete)
-        }
-        Some(Observed::Present(Ownership::Ours)) => match &f.deleted {
-            None => Deletion::Delete,
-            Some(Ok(())) => Deletion::Done { deleted: true },
-            Some(Err(e)) => failed(e, f.past_grace),
-        },
+    let (ownership, adopted) = match &f.observed {
+        None => return Deletion::Observe,
+        Some(Observed::Missing) => return Deletion::Done { deleted: false },
+        Some(Observed::Failed(e)) => return failed(e, f.past_grace),
+        Some(Observed::Present { ownership, adopted }) => (ownership, *adopted),
+    };
+    match ownership {
+        Ownership::Other(who) => return Deletion::Keep(Keep::OwnedByOther(who.clone())),
+        Ownership::Unowned => return Deletion::Keep(Keep::NeverAdopted),
+        Ownership::Ours | Ownership::OursOutdated => {}
+    }
+    let rule = deletion_rule(&f.policies, f.adopted || adopted);
+    if rule.policy() == DeletionPolicy::Orphan {
+        return Deletion::Keep(Keep::Policy(rule));
+    }
+    match &f.deleted {
+        None => Deletion::Delete,
+        Some(Ok(())) => Deletion::Done { deleted: true },
+        Some(Err(e)) => failed(e, f.past_grace),
     }
 }
 
@@ -925,7 +1057,11 @@ pub fn deletion_event(step: &Deletion, s: &Subject) -> Option<Event> {
     let (noun, id) = (s.noun, &s.id);
     let keep = |note: String| Some(Event::normal(reason::ORPHANED, note));
     match step {
-        Deletion::Resolve | Deletion::Observe | Deletion::Delete | Deletion::Retry(_) => None,
+        Deletion::Resolve
+        | Deletion::UseRemembered
+        | Deletion::Observe
+        | Deletion::Delete
+        | Deletion::Retry(_) => None,
         Deletion::Done { deleted: false } => None,
         Deletion::Done { deleted: true } => Some(Event::normal(
             reason::DELETED,
@@ -943,8 +1079,10 @@ pub fn deletion_event(step: &Deletion, s: &Subject) -> Option<Event> {
         Deletion::Keep(Keep::NeverAdopted) => keep(format!(
             "{noun} {id} was never taken over by this object; not deleting it"
         )),
-        Deletion::Keep(Keep::PreventDelete) => keep(format!(
-            "spec.preventDelete is set: {noun} {id} is kept in JetStream (ownership marker removed)"
+        Deletion::Keep(Keep::Policy(rule)) => keep(format!(
+            "deletion policy {:?} ({}): {noun} {id} is kept in JetStream (ownership marker removed)",
+            rule.policy(),
+            rule.why()
         )),
         Deletion::GiveUp(f) if f.reason == reason::CONNECTION_UNRESOLVED => Some(Event::warning(
             reason::ORPHANED,

@@ -17,7 +17,7 @@ use crate::api::objectstore::ObjectStore;
 use crate::api::stream::Stream;
 use crate::controller::kinds::{ConfigOf, Managed};
 use crate::jetstream::asset::AssetOps;
-use crate::jetstream::owner::{CLUSTER_KEY, OWNER_KEY};
+use crate::jetstream::owner::{CLUSTER_KEY, MARKER_KEYS, OWNER_KEY, OWNER_KIND_KEY};
 use crate::jetstream::wire::StreamConfig;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/controller/testdata/plans");
@@ -175,10 +175,11 @@ fn explicit<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ServerHolds {
-    /// `ours` (as desired), `none`, or another owner `<namespace>/<name>`.
+    /// `ours` (as desired), `none`, or another marker: `<kind>/<namespace>/<name>`, or
+    /// `<namespace>/<name>` as earlier versions wrote it.
     #[serde(default = "ours")]
     marker: String,
-    /// The cluster in the marker (with `marker: ours` it replaces ours).
+    /// The cluster in the marker (with `marker: ours` it replaces ours; empty removes it).
     #[serde(default)]
     marker_cluster: Option<String>,
     /// Fields (server JSON names) the server holds differently, merged over the desired
@@ -292,7 +293,7 @@ fn run_apply<K: Managed>(c: &ApplyCase, seen: &mut Seen) {
         "spec": c.spec,
     }))
     .unwrap_or_else(|e| panic!("{}: spec: {e}", c.name));
-    let owner = Owner::new(ns, name, c.cluster.as_deref());
+    let owner = Owner::new(K::KIND, ns, name, c.cluster.as_deref());
     let id = obj.asset_id();
     let stream = K::Asset::stream(&id).map(|s| {
         if c.stream.as_str() == Some("missing") {
@@ -323,16 +324,33 @@ fn run_apply<K: Managed>(c: &ApplyCase, seen: &mut Seen) {
         match o.marker.as_str() {
             "ours" => {}
             "none" => {
-                md.remove(OWNER_KEY);
-                md.remove(CLUSTER_KEY);
+                for k in MARKER_KEYS {
+                    md.remove(k);
+                }
             }
+            // `<kind>/<namespace>/<name>`, or an earlier version's `<namespace>/<name>`.
             other => {
-                md.insert(OWNER_KEY.into(), json!(other));
                 md.remove(CLUSTER_KEY);
+                match other.split('/').collect::<Vec<_>>().as_slice() {
+                    [kind, ns, name] => {
+                        md.insert(OWNER_KEY.into(), json!(format!("{ns}/{name}")));
+                        md.insert(OWNER_KIND_KEY.into(), json!(kind));
+                    }
+                    _ => {
+                        md.insert(OWNER_KEY.into(), json!(other));
+                        md.remove(OWNER_KIND_KEY);
+                    }
+                }
             }
         }
-        if let Some(cl) = &o.marker_cluster {
-            md.insert(CLUSTER_KEY.into(), json!(cl));
+        match o.marker_cluster.as_deref() {
+            None => {}
+            Some("") => {
+                md.remove(CLUSTER_KEY);
+            }
+            Some(cl) => {
+                md.insert(CLUSTER_KEY.into(), json!(cl));
+            }
         }
         merge(&mut v, &o.set);
         serde_json::from_value(v).unwrap_or_else(|e| panic!("{}: observed: {e}", c.name))
@@ -404,10 +422,20 @@ struct DeletionCase {
     policies: Policies,
     #[serde(default)]
     past_grace: bool,
+    /// The status says the asset was adopted.
+    #[serde(default)]
+    adopted: bool,
+    /// A connection is remembered for the object.
+    #[serde(default)]
+    remembered: bool,
     /// `ready`, `unresolved`, or a failure (`transient`, `permanent`, `auth`).
     #[serde(default)]
     connection: Option<String>,
-    /// `missing`, `ours`, `unowned`, `other`, or a failure.
+    /// Connecting with the remembered connection: `ready` or a failure.
+    #[serde(default)]
+    remembered_connection: Option<String>,
+    /// `missing`, `ours`, `ours-outdated`, `ours-adopted` (marked adopted), `unowned`,
+    /// `other`, or a failure.
     #[serde(default)]
     observed: Option<String>,
     /// `ok`, or a failure.
@@ -422,7 +450,9 @@ fn run_deletion(c: &DeletionCase, seen: &mut Seen) {
     let mut facts = DeletionFacts {
         paused: c.paused,
         policies: c.policies,
+        adopted: c.adopted,
         past_grace: c.past_grace,
+        remembered: c.remembered,
         ..Default::default()
     };
     let need = |what: &Option<String>, step: &str| -> String {
@@ -450,12 +480,24 @@ fn run_deletion(c: &DeletionCase, seen: &mut Seen) {
                     f => Connection::Failed(failure(f)),
                 })
             }
+            Deletion::UseRemembered => {
+                facts.remembered = false;
+                facts.connection = Some(
+                    match need(&c.remembered_connection, "use the remembered connection").as_str() {
+                        "ready" => Connection::Ready,
+                        f => Connection::Failed(failure(f)),
+                    },
+                )
+            }
             Deletion::Observe => {
+                let present = |ownership, adopted| Observed::Present { ownership, adopted };
                 facts.observed = Some(match need(&c.observed, "observe").as_str() {
                     "missing" => Observed::Missing,
-                    "ours" => Observed::Present(Ownership::Ours),
-                    "unowned" => Observed::Present(Ownership::Unowned),
-                    "other" => Observed::Present(Ownership::Other("team-b/orders".into())),
+                    "ours" => present(Ownership::Ours, false),
+                    "ours-outdated" => present(Ownership::OursOutdated, false),
+                    "ours-adopted" => present(Ownership::Ours, true),
+                    "unowned" => present(Ownership::Unowned, false),
+                    "other" => present(Ownership::Other("Stream team-b/orders".into()), false),
                     f => Observed::Failed(failure(f)),
                 })
             }

@@ -31,6 +31,7 @@ pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> Histo
         stalled_for_generation: stalled
             .filter(|_| this_generation)
             .map(|c| c.reason.clone()),
+        adopted: p.adopted,
     }
 }
 

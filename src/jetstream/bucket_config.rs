@@ -191,7 +191,7 @@ mod tests {
     use crate::jetstream::mapping::DEFAULT_DUPLICATE_WINDOW;
 
     fn owner() -> Owner {
-        Owner::new("ns", "b", None)
+        Owner::new("KeyValue", "ns", "b", None)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::owner::{CLUSTER_KEY, OWNER_KEY};
+use super::owner::MARKER_KEYS;
 
 /// A JetStream asset configuration (stream or consumer), as plain data.
 pub trait AssetConfig:
@@ -31,8 +31,8 @@ pub trait AssetConfig:
 }
 
 /// The ownership marker entries of a metadata map.
-pub fn marker(metadata: &BTreeMap<String, String>) -> [Option<&String>; 2] {
-    [metadata.get(OWNER_KEY), metadata.get(CLUSTER_KEY)]
+pub fn marker(metadata: &BTreeMap<String, String>) -> [Option<&String>; 4] {
+    MARKER_KEYS.map(|k| metadata.get(k))
 }
 
 /// True when `seen` is not what a reconcile left behind as `expected`: a field differs or
@@ -52,8 +52,9 @@ pub fn changed_fields<T: Serialize>(desired: &T, actual: &T) -> Vec<String> {
     for m in [&mut dm, &mut am] {
         let empty = match m.get_mut("metadata") {
             Some(Value::Object(md)) => {
-                md.remove(OWNER_KEY);
-                md.remove(CLUSTER_KEY);
+                for k in MARKER_KEYS {
+                    md.remove(k);
+                }
                 md.is_empty()
             }
             _ => false,
@@ -89,7 +90,10 @@ mod tests {
     #[test]
     fn marker_is_not_a_change() {
         let mut md = BTreeMap::new();
-        md.insert(OWNER_KEY.to_string(), "ns/a".to_string());
+        md.insert(
+            super::super::owner::OWNER_KEY.to_string(),
+            "ns/a".to_string(),
+        );
         let d = C { a: 1, metadata: md };
         let a = C {
             a: 2,

@@ -260,7 +260,7 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
     fn owner() -> Owner {
-        Owner::new("ns", "c", None)
+        Owner::new("Consumer", "ns", "c", None)
     }
     fn stream() -> StreamConfig {
         StreamConfig {

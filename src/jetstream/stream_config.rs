@@ -280,7 +280,7 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        Owner::new("team-a", "orders", None)
+        Owner::new("Stream", "team-a", "orders", None)
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! Environment: `JSO_KEEP_TEST_DIRS=1` keeps the run directories (logs, stores) for inspection.
 #![allow(dead_code)]
 
+pub mod credentials;
+
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::future::Future;
