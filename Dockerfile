@@ -23,6 +23,9 @@ LABEL org.opencontainers.image.title="jetstream-operator" \
       org.opencontainers.image.description="Kubernetes operator for NATS JetStream (NACK-compatible jetstream.nats.io/v1beta2 API)" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/jetstream-operator /usr/local/bin/jetstream-operator
+# NACK's Deployments run /jetstream-controller with NACK's flags: the same binary, so a
+# NACK install whose image is swapped for this one runs unchanged.
+COPY --from=build /out/jetstream-operator /jetstream-controller
 USER 65532:65532
 # /livez, /readyz, /metrics (--admin-address)
 EXPOSE 8080

@@ -1,4 +1,5 @@
-//! The admin HTTP server: /livez, /readyz (watches synced) and /metrics, and the
+//! The admin HTTP server: /livez (and /healthz, as NACK), /readyz (watches synced) and
+//! /metrics, and the
 //! readiness the controllers report into.
 
 use std::net::SocketAddr;
@@ -106,6 +107,8 @@ pub async fn bind(
 )> {
     let app = Router::new()
         .route("/livez", get(livez))
+        // NACK's probes (its chart's liveness check) ask /healthz.
+        .route("/healthz", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .with_state(AdminState { metrics, readiness });

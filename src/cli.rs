@@ -39,6 +39,132 @@ fn nonempty(list: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// What NACK's `jetstream-controller` flags become. NACK's binary has no subcommands and
+/// takes Go-style flags (`-s=URL`, `-crd-connect`, `--tlsca file`); a Deployment made for
+/// NACK whose image is swapped for this one runs with those arguments unchanged.
+enum NackFlag {
+    /// A value flag of ours.
+    Value(&'static str),
+    /// A boolean flag of ours (given when the Go value is true).
+    Switch(&'static str),
+    /// A value flag with no counterpart: accepted and ignored, for this reason.
+    IgnoredValue(&'static str),
+    /// A boolean flag with no counterpart: accepted and ignored, for this reason.
+    IgnoredSwitch(&'static str),
+}
+
+fn nack_flag(name: &str) -> Option<NackFlag> {
+    use NackFlag::*;
+    const KLOG: &str =
+        "klog flags do not apply: logs go to stderr as --log-format and --log-level say";
+    Some(match name {
+        "s" => Value("--servers"),
+        "creds" => Value("--creds"),
+        "nkey" => Value("--nkey"),
+        "tlscert" => Value("--tls-cert"),
+        "tlskey" => Value("--tls-key"),
+        "tlsca" => Value("--tls-ca"),
+        "tlsfirst" => Switch("--tls-first"),
+        "namespace" => Value("--namespace"),
+        "read-only" => Switch("--read-only"),
+        "sync-interval" => Value("--resync-interval"),
+        "health-probe-bind-address" => Value("--admin-address"),
+        "kubeconfig" => Value("--kubeconfig"),
+        "v" => Value("--klog-verbosity"),
+        "control-loop" => IgnoredSwitch(
+            "objects are always reconciled continuously (NACK's control-loop behaviour)",
+        ),
+        "crd-connect" => {
+            IgnoredSwitch("the connection fields of objects and their Accounts are always honoured")
+        }
+        "cache-dir" => {
+            IgnoredValue("Account credentials are held in memory and never written to disk")
+        }
+        "cleanup-period" => IgnoredValue("deletions go through finalizers, not a cleanup loop"),
+        "logtostderr"
+        | "alsologtostderr"
+        | "add_dir_header"
+        | "skip_headers"
+        | "skip_log_headers"
+        | "one_output"
+        | "legacy_stderr_threshold_behavior" => IgnoredSwitch(KLOG),
+        "stderrthreshold" | "vmodule" | "log_dir" | "log_file" | "log_file_max_size"
+        | "log_backtrace_at" => IgnoredValue(KLOG),
+        _ => return None,
+    })
+}
+
+/// Go's boolean flag values.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The command line to parse: our own as given, or — when the first argument is a flag
+/// rather than a subcommand, as NACK's `jetstream-controller` is invoked — NACK's flags
+/// translated to `run`. Returns the arguments and one note per NACK flag that was
+/// accepted but has no effect here, to be logged once logging is set up.
+pub fn translate_nack_args(args: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let nack_style = args.get(1).is_some_and(|a| {
+        a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help" | "-V" | "--version")
+    });
+    if !nack_style {
+        return (args, Vec::new());
+    }
+    let mut out = vec![
+        args.first()
+            .cloned()
+            .unwrap_or_else(|| "jetstream-operator".into()),
+        "run".to_string(),
+    ];
+    let mut notes = Vec::new();
+    let mut rest = args.into_iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let bare = arg.trim_start_matches('-');
+        let (name, inline) = match bare.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (bare, None),
+        };
+        match nack_flag(name) {
+            Some(NackFlag::Value(ours)) => {
+                let Some(value) = inline.or_else(|| rest.next()) else {
+                    out.push(ours.to_string());
+                    continue;
+                };
+                let value = match ours {
+                    // Go's `:8081` listens on every address.
+                    "--admin-address" if value.starts_with(':') => format!("0.0.0.0{value}"),
+                    _ => value,
+                };
+                out.push(format!("{ours}={value}"));
+            }
+            Some(NackFlag::Switch(ours)) => {
+                if inline.as_deref().map(go_bool).unwrap_or(Some(true)) == Some(true) {
+                    out.push(ours.to_string());
+                }
+            }
+            Some(NackFlag::IgnoredValue(why)) => {
+                if inline.is_none() {
+                    rest.next();
+                }
+                notes.push(format!("NACK flag -{name} ignored: {why}"));
+            }
+            Some(NackFlag::IgnoredSwitch(why)) => {
+                notes.push(format!("NACK flag -{name} ignored: {why}"));
+            }
+            // Our own flags work in NACK's style too.
+            None => out.push(match inline {
+                Some(v) => format!("--{name}={v}"),
+                None => format!("--{name}"),
+            }),
+        }
+    }
+    (out, notes)
+}
+
 /// jetstream-operator: NATS JetStream streams, consumers, key-value buckets and object
 /// stores as Kubernetes resources.
 #[derive(Debug, Parser)]
@@ -233,6 +359,13 @@ pub struct RunArgs {
     /// RUST_LOG is used when this is not set.
     #[arg(long = "log-level", env = "JSO_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// NACK's klog verbosity (`-v=N`), used when --log-level is not set: 0-3 info, 4-5
+    /// debug, 6 and more trace.
+    #[arg(long = "klog-verbosity", hide = true)]
+    pub klog_verbosity: Option<u8>,
+    /// Kubeconfig file (default: KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long = "kubeconfig")]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// Name of this pod (events name it as the reporting instance; leader identity).
     #[arg(long = "pod-name", env = "POD_NAME")]
     pub pod_name: Option<String>,
@@ -257,6 +390,20 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The log filter: --log-level, else NACK's -v, else none (RUST_LOG or info).
+    pub fn log_filter(&self) -> Option<String> {
+        self.log_level.clone().or_else(|| {
+            self.klog_verbosity.map(|v| {
+                match v {
+                    0..=3 => "info",
+                    4..=5 => "info,jetstream_operator=debug",
+                    _ => "info,jetstream_operator=trace",
+                }
+                .to_string()
+            })
+        })
+    }
+
     /// Controller settings from the flags.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -349,6 +496,59 @@ mod tests {
         assert_eq!(s.namespaces, vec!["a", "b"]);
         assert_eq!(s.resync, Duration::from_secs(5));
         assert!(s.read_only);
+    }
+
+    #[test]
+    fn nack_chart_arguments_run_the_controller() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // What NACK's chart renders with jetstream.nats.url, TLS, controlLoop, readOnly, klog.
+        let (args, notes) = translate_nack_args(argv(&[
+            "/jetstream-controller",
+            "-v=2",
+            "-s=nats://nats:4222",
+            "--creds=/etc/jsc-creds/sys.creds",
+            "--namespace=apps",
+            "--tlscert=/etc/nats/certs/tls.crt",
+            "--tlskey=/etc/nats/certs/tls.key",
+            "--tlsca=/etc/nats/certs/ca.crt",
+            "--tlsfirst=true",
+            "--health-probe-bind-address=:8081",
+            "--control-loop",
+            "--sync-interval",
+            "30s",
+            "--cache-dir=/nack/cache",
+            "--read-only=false",
+            "-crd-connect",
+        ]));
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        let s = run.settings();
+        assert_eq!(s.default_connection.servers, vec!["nats://nats:4222"]);
+        assert_eq!(
+            s.default_connection.tls_ca.as_deref(),
+            Some("/etc/nats/certs/ca.crt")
+        );
+        assert!(s.default_connection.tls_first);
+        assert_eq!(s.namespaces, vec!["apps"]);
+        assert_eq!(s.resync, Duration::from_secs(30));
+        assert!(!s.read_only);
+        assert_eq!(run.admin_address.to_string(), "0.0.0.0:8081");
+        assert_eq!(run.log_filter().as_deref(), Some("info"));
+        // The chart's default: no URL, so `-crd-connect` alone.
+        let (args, notes) = translate_nack_args(argv(&["/jetstream-controller", "-crd-connect"]));
+        assert_eq!(args, ["/jetstream-controller", "run"]);
+        assert_eq!(notes.len(), 1);
+        assert!(Cli::try_parse_from(&args).is_ok());
+        // Our own command lines are left alone.
+        let ours = argv(&["jetstream-operator", "run", "-s", "nats://x:4222"]);
+        assert_eq!(translate_nack_args(ours.clone()).0, ours);
+        assert_eq!(
+            translate_nack_args(argv(&["x", "--version"])).0,
+            ["x", "--version"]
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ use tracing::{error, info};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let raw: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (args, nack_notes) = jetstream_operator::cli::translate_nack_args(raw);
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Crd => {
             print!("{}", kinds::crds_yaml()?);
@@ -28,11 +32,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            telemetry::init(args.log_format, args.log_level.as_deref());
+            telemetry::init(args.log_format, args.log_filter().as_deref());
+            for note in &nack_notes {
+                info!("{note}");
+            }
             let settings = args.settings();
-            let client = kube::Client::try_default()
-                .await
-                .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
             let metrics = Arc::new(Metrics::new());
             kinds::init_metrics(&metrics);
             let readiness = Arc::new(Readiness::default());
@@ -65,6 +70,24 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A Kubernetes client from `kubeconfig`, else KUBECONFIG, ~/.kube/config or the pod's
+/// service account.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?,
+    };
+    kube::Client::try_from(config).context("cannot build a Kubernetes client")
 }
 
 async fn shutdown_signal() {

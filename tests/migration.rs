@@ -382,11 +382,30 @@ fn status_bool(obj: &DynamicObject, field: &str) -> Option<bool> {
     obj.data.get("status")?.get(field)?.as_bool()
 }
 
-/// Ready=True (reason Ready) with the standard Reconciling and Stalled conditions False.
+/// The conditions are this operator's: every lastTransitionTime with fractional seconds
+/// (NACK wrote whole seconds), none of NACK's own types.
+fn standard_conditions(obj: &DynamicObject) -> bool {
+    obj.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| {
+            !cs.is_empty()
+                && cs.iter().all(|c| {
+                    c["lastTransitionTime"]
+                        .as_str()
+                        .is_some_and(|t| t.contains('.'))
+                })
+        })
+}
+
+/// Ready=True with a healthy reason, and neither Reconciling nor Stalled (they appear only
+/// while True).
 fn standard_ready(obj: &DynamicObject) -> bool {
-    condition(obj, "Ready").is_some_and(|c| c.0 == "True" && c.1 == "Ready")
-        && condition(obj, "Reconciling").is_some_and(|c| c.0 == "False")
-        && condition(obj, "Stalled").is_some_and(|c| c.0 == "False")
+    standard_conditions(obj)
+        && condition(obj, "Ready").is_some_and(|c| {
+            c.0 == "True" && ["Created", "Updated", "Noop", "SkipUpdate"].contains(&c.1.as_str())
+        })
+        && condition(obj, "Reconciling").is_none()
+        && condition(obj, "Stalled").is_none()
 }
 
 /// Waits until the object carries this operator's standard conditions (whatever they say).
@@ -394,9 +413,9 @@ async fn wait_standard_status(api: &Api<DynamicObject>, name: &str) -> DynamicOb
     wait_object(
         api,
         name,
-        "the standard Ready/Reconciling/Stalled conditions",
+        "the standard conditions",
         WAIT,
-        |o| condition(o, "Reconciling").is_some() && condition(o, "Stalled").is_some(),
+        standard_conditions,
     )
     .await
 }

@@ -83,12 +83,20 @@ async fn prevent_update_creates_but_never_updates() {
     let created = get_stream_config(&js, "frozen").await.expect("created");
     assert_eq!(created.max_age, Duration::from_secs(3600));
 
-    // A spec change is not applied; the difference is reported.
+    // A spec change is not applied; the difference is reported (healthy: the spec asked
+    // for it).
     env.apply(
         "frozen",
         "name: frozen\nsubjects: [frozen.>]\nmaxAge: 2h\npreventUpdate: true",
     );
-    let obj = wait_stalled(&env.streams(), "frozen", &["UpdatePrevented"], WAIT).await;
+    let obj = wait_object(
+        &env.streams(),
+        "frozen",
+        "Ready=True, SkipUpdate",
+        WAIT,
+        |o| condition(o, "Ready").is_some_and(|(s, r, _)| s == "True" && r == "SkipUpdate"),
+    )
+    .await;
     let (_, _, message) = condition(&obj, "Ready").expect("Ready condition");
     assert!(message.contains("max_age"), "{message}");
     let kept = get_stream_config(&js, "frozen").await.expect("still there");
@@ -149,8 +157,8 @@ async fn pause_annotation_stops_and_resumes_reconciling() {
     let js = env.nats.jetstream().await;
 
     env.annotate("held", "jetstream.nats.io/paused=true");
-    wait_object(&env.streams(), "held", "Ready reason Paused", WAIT, |o| {
-        condition(o, "Ready").is_some_and(|(_, r, _)| r == "Paused")
+    wait_object(&env.streams(), "held", "Ready saying paused", WAIT, |o| {
+        condition(o, "Ready").is_some_and(|(s, _, m)| s == "True" && m.contains("paused"))
     })
     .await;
     // Neither a change behind its back nor a spec change is acted on while paused: the

@@ -7,8 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::conditions;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use super::conditions::{self, Condition};
 
 /// Connection settings for NATS, used by objects that name this Account in `spec.account`
 /// (`<name>` in the same namespace, or `<namespace>/<name>` from a namespace listed in

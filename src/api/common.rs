@@ -1,7 +1,8 @@
 //! Fields and schema helpers shared by the asset kinds (Stream, Consumer, KeyValue, ObjectStore).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
+
+use super::conditions::Condition;
 use serde::{Deserialize, Serialize};
 
 /// Go `time.ParseDuration` syntax (`90s`, `1h30m`, `500ms`, `1.5h`), non-negative, or empty.
@@ -12,6 +13,12 @@ pub const DURATION_PATTERN: &str =
 
 /// An RFC 3339 timestamp (`2026-01-02T15:04:05Z`), or empty for "not set".
 pub const RFC3339_PATTERN: &str = r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
+/// A NATS subject (or subject filter): dot-separated tokens, none empty, no whitespace,
+/// `>` only as the whole last token; or empty for "not set". A manifest template that
+/// joins two subjects with a space (`emails.send emails.bounce`) is refused at admission,
+/// with the subject named in the error.
+pub const SUBJECT_PATTERN: &str = r"^$|^>$|^[^\s.>]+(\.[^\s.>]+)*(\.>)?$";
 
 /// A JetStream asset name: no whitespace, `.`, `*`, `>`, `/` or `\`.
 pub const ASSET_NAME_PATTERN: &str = r"^[^.*>/\\\s]+$";
@@ -173,6 +180,11 @@ pub struct AssetStatus {
     /// Number of replicas the server reports for the asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i64>,
+
+    /// The subjects the stream stores, comma-separated (what `kubectl get streams` shows;
+    /// the subjects default to the stream's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<String>,
 }
 
 /// Reads a condition list, skipping entries that are not valid Kubernetes conditions

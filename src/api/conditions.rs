@@ -1,7 +1,12 @@
-//! Condition types and reasons (kstatus), and the rules for updating a condition list
-//! without churning `lastTransitionTime`.
+//! Condition types and reasons, the condition shape the operator writes, and the rules for
+//! updating a condition list without churning `lastTransitionTime`.
+//!
+//! The contract (README, "Status"): `Ready` is always present, first; `Reconciling` and
+//! `Stalled` only while True (kstatus "abnormal-true" conditions); a healthy `Ready=True`
+//! carries one of Argo CD's healthy reasons (`Created`, `Updated`, `Noop`, `SkipUpdate`);
+//! every `lastTransitionTime` has fractional seconds.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
 
 /// True when the asset matches this generation's spec.
 pub const READY: &str = "Ready";
@@ -10,15 +15,81 @@ pub const RECONCILING: &str = "Reconciling";
 /// True when retrying cannot help until the spec, a referenced object or the server changes.
 pub const STALLED: &str = "Stalled";
 
+/// The condition types the operator owns (others on an object are left alone).
+pub const OWNED: [&str; 3] = [READY, RECONCILING, STALLED];
+
+/// A point in time, written as RFC 3339 in UTC with microseconds, always
+/// (`2026-01-02T03:04:05.123456Z`): Argo CD's health checks for this API parse
+/// `lastTransitionTime` with a pattern that requires fractional seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time(pub jiff::Timestamp);
+
+impl Time {
+    /// Now.
+    pub fn now() -> Self {
+        Time(jiff::Timestamp::now())
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let utc = self.0.to_zoned(jiff::tz::TimeZone::UTC);
+        let micros = self.0.subsec_microsecond();
+        s.serialize_str(&format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            utc.year(),
+            utc.month(),
+            utc.day(),
+            utc.hour(),
+            utc.minute(),
+            utc.second()
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<jiff::Timestamp>()
+            .map(Time)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A standard Kubernetes condition (`metav1.Condition`), as the operator writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable details.
+    #[serde(default)]
+    pub message: String,
+    /// The `metadata.generation` the condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed.
+    pub last_transition_time: Time,
+}
+
 /// Reasons, CamelCase, used in conditions and events.
 pub mod reason {
-    /// The asset matches the spec.
-    pub const READY: &str = "Ready";
-    /// First reconcile has not finished.
+    /// Ready=True, and this reconcile changed nothing (Argo CD's healthy `Noop`).
+    pub const NOOP: &str = "Noop";
+    /// Ready=True although the asset differs, because the spec says `preventUpdate`
+    /// (Argo CD's healthy `SkipUpdate`).
+    pub const SKIP_UPDATE: &str = "SkipUpdate";
+    /// Work is under way.
     pub const PROGRESSING: &str = "Progressing";
-    /// The asset was created.
+    /// The asset was created (also Ready's reason right after).
     pub const CREATED: &str = "Created";
-    /// The asset was updated to match the spec.
+    /// The asset was updated to match the spec (also Ready's reason right after).
     pub const UPDATED: &str = "Updated";
     /// The asset was deleted.
     pub const DELETED: &str = "Deleted";
@@ -121,8 +192,9 @@ fn clip(message: &str) -> String {
 }
 
 /// Builds the new condition list from the desired conditions, keeping the previous
-/// `lastTransitionTime` of every condition whose status did not flip. Conditions of other
-/// types already present are kept unchanged.
+/// `lastTransitionTime` of every condition whose status did not flip. Conditions the
+/// operator owns ([`OWNED`]) that are not desired are removed; other types already present
+/// are kept unchanged, after the operator's.
 pub fn merge(
     previous: &[Condition],
     desired: &[Cond],
@@ -133,8 +205,8 @@ pub fn merge(
     for d in desired {
         let old = previous.iter().find(|c| c.type_ == d.type_);
         let last_transition_time = match old {
-            Some(o) if o.status == d.status => o.last_transition_time.clone(),
-            _ => now.clone(),
+            Some(o) if o.status == d.status => o.last_transition_time,
+            _ => *now,
         };
         out.push(Condition {
             type_: d.type_.to_string(),
@@ -146,7 +218,7 @@ pub fn merge(
         });
     }
     for p in previous {
-        if !desired.iter().any(|d| d.type_ == p.type_) {
+        if !OWNED.contains(&p.type_.as_str()) && !desired.iter().any(|d| d.type_ == p.type_) {
             out.push(p.clone());
         }
     }
@@ -177,7 +249,7 @@ mod tests {
         let t1 = t("2026-01-01T01:00:00Z");
         let first = merge(
             &[],
-            &[Cond::no(READY, "Progressing", "creating")],
+            &[Cond::unknown(READY, "Progressing", "creating")],
             Some(1),
             &t0,
         );
@@ -185,33 +257,54 @@ mod tests {
         // Same status, new reason: time kept.
         let second = merge(
             &first,
-            &[Cond::no(READY, "ConnectionFailed", "down")],
+            &[Cond::unknown(READY, "WaitingForStream", "waiting")],
             Some(1),
             &t1,
         );
         assert_eq!(second[0].last_transition_time, t0);
-        assert_eq!(second[0].reason, "ConnectionFailed");
+        assert_eq!(second[0].reason, "WaitingForStream");
         // Status flips: time moves.
-        let third = merge(&second, &[Cond::yes(READY, "Ready", "ok")], Some(2), &t1);
+        let third = merge(&second, &[Cond::yes(READY, "Created", "ok")], Some(2), &t1);
         assert_eq!(third[0].last_transition_time, t1);
         assert_eq!(third[0].observed_generation, Some(2));
     }
 
     #[test]
-    fn unknown_types_are_kept_and_messages_clipped() {
+    fn owned_types_not_desired_go_foreign_ones_stay() {
         let t0 = t("2026-01-01T00:00:00Z");
-        let foreign = Condition {
-            type_: "Custom".into(),
-            status: "True".into(),
+        let cond = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
             reason: "X".into(),
             message: String::new(),
             observed_generation: None,
-            last_transition_time: t0.clone(),
+            last_transition_time: t0,
         };
+        let previous = [
+            cond(READY, "False"),
+            cond(RECONCILING, "False"),
+            cond(STALLED, "True"),
+            cond("Custom", "True"),
+        ];
         let long = "x".repeat(10_000);
-        let out = merge(&[foreign], &[Cond::yes(READY, "Ready", long)], None, &t0);
-        assert_eq!(out.len(), 2);
+        let out = merge(&previous, &[Cond::yes(READY, "Noop", long)], None, &t0);
+        let types: Vec<&str> = out.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, "Custom"]);
         assert!(out[0].message.len() < 5000);
-        assert_eq!(out[1].type_, "Custom");
+    }
+
+    #[test]
+    fn times_have_fractional_seconds() {
+        let json = |s: &str| serde_json::to_string(&t(s)).unwrap();
+        assert_eq!(
+            json("2026-01-02T03:04:05Z"),
+            "\"2026-01-02T03:04:05.000000Z\""
+        );
+        assert_eq!(
+            json("2026-01-02T03:04:05.1234567+01:00"),
+            "\"2026-01-02T02:04:05.123456Z\""
+        );
+        let back: Time = serde_json::from_str("\"2026-01-02T03:04:05Z\"").unwrap();
+        assert_eq!(back, t("2026-01-02T03:04:05Z"));
     }
 }

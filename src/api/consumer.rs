@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE,
-    RESERVED_METADATA_RULE, RFC3339_PATTERN,
+    RESERVED_METADATA_RULE, RFC3339_PATTERN, SUBJECT_PATTERN,
 };
 
 /// A durable JetStream consumer. Every field left out means the server's default (ack
@@ -159,10 +159,12 @@ pub struct ConsumerSpec {
 
     /// Deliver only messages on this subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SUBJECT_PATTERN))]
     pub filter_subject: Option<String>,
 
     /// Deliver only messages on these subjects (server 2.10+).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1), pattern(SUBJECT_PATTERN)))]
     pub filter_subjects: Vec<String>,
 
     /// `instant` (default) or `original` (at the rate they were stored). Immutable.

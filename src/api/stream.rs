@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     ASSET_NAME_PATTERN, AssetStatus, CommonSpec, DURATION_PATTERN, RESERVED_METADATA_MESSAGE,
-    RESERVED_METADATA_RULE, RFC3339_PATTERN, STORAGE_IMMUTABLE_RULE,
+    RESERVED_METADATA_RULE, RFC3339_PATTERN, STORAGE_IMMUTABLE_RULE, SUBJECT_PATTERN,
 };
 
 /// A JetStream stream. Every field left out means the server's default; removing a field
@@ -47,7 +47,7 @@ use super::common::{
     printcolumn(
         name = "Subjects",
         type_ = "string",
-        json_path = ".spec.subjects",
+        json_path = ".status.subjects",
         description = "Subjects the stream stores"
     ),
     printcolumn(
@@ -102,7 +102,7 @@ pub struct StreamSpec {
     /// Subjects the stream stores, wildcards allowed. Omitted: the stream's name (unless it
     /// is a mirror or has sources).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1)))]
+    #[schemars(inner(length(min = 1), pattern(SUBJECT_PATTERN)))]
     pub subjects: Vec<String>,
 
     /// How messages are retained: `limits` (default), `interest` or `workqueue`. Cannot
@@ -363,6 +363,7 @@ pub struct StreamSource {
     pub opt_start_time: Option<String>,
     /// Only take messages on this subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SUBJECT_PATTERN))]
     pub filter_subject: Option<String>,
     /// JetStream API prefix of the origin (another account or domain), for example
     /// `$JS.hub.API`.
@@ -409,6 +410,7 @@ pub struct SubjectTransform {
 pub struct Republish {
     /// Subjects to republish (default all: `>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(SUBJECT_PATTERN))]
     pub source: Option<String>,
     /// Subject to republish to.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -115,7 +115,7 @@ async fn write_status(
     dependents: Vec<String>,
 ) -> Result<(), Error> {
     let previous = account.status.as_ref();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let now = conditions::Time::now();
     let next = AccountStatus {
         observed_generation: account.metadata.generation,
         conditions: conditions::merge(
@@ -216,7 +216,7 @@ async fn reconcile_live(ctx: &Context, account: &Account) -> Result<(Outcome, Ac
                     s.is_ready() && s.observed_generation == account.metadata.generation
                 });
             let state = if unchanged {
-                State::Ready("the servers accept these settings".into())
+                State::ready(reason::NOOP, "the servers accept these settings")
             } else {
                 check_connection(ctx, account, &l).await
             };
@@ -271,7 +271,7 @@ async fn check_connection(ctx: &Context, account: &Account, l: &AccountLayer) ->
         ctx.metrics.clone(),
     );
     match js.account_info().await {
-        Ok(_) => State::Ready("the servers accept these settings".into()),
+        Ok(_) => State::ready(reason::NOOP, "the servers accept these settings"),
         Err(e) => State::failed(&Failure::from(&e), "account"),
     }
 }

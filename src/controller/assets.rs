@@ -52,6 +52,8 @@ pub struct Attempt {
     pub expected: Option<Snapshot>,
     /// The category of the error that ended it, if any (for metrics).
     pub error: Option<ErrorCategory>,
+    /// The subjects the desired stream stores, for display.
+    pub subjects: Option<String>,
 }
 
 impl Attempt {
@@ -64,6 +66,7 @@ impl Attempt {
             seen: None,
             expected: None,
             error: None,
+            subjects: None,
         }
     }
 }
@@ -251,6 +254,11 @@ pub async fn apply<K: Managed>(
         seen: latest.map(|i| K::Asset::snapshot(K::Asset::config(i))),
         expected: desired.as_ref().map(K::Asset::snapshot),
         error,
+        subjects: desired
+            .as_ref()
+            .and_then(|d| d.subjects())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.join(", ")),
     };
     if attempt.state.is_ready() {
         drive_pause(obj, ctx, &js, &id, &subject, policies, &mut attempt).await;

@@ -61,7 +61,7 @@ impl ResolveError {
                 reason: reason::FORBIDDEN,
                 message: m.clone(),
             },
-            ResolveError::Transient(m) => State::Progressing {
+            ResolveError::Transient(m) => State::Retrying {
                 reason: reason::KUBERNETES_ERROR,
                 message: m.clone(),
             },

@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use crate::api::common::AssetStatus;
-use crate::api::conditions::{self, Cond, READY, RECONCILING, STALLED, reason};
+use crate::api::conditions::reason;
 use crate::api::{PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION};
 use crate::jetstream::asset::{AssetOps, AssetRef};
 use crate::jetstream::connection::ConnEvent;
@@ -174,7 +174,7 @@ async fn finish<K: Managed>(
     history: &History,
     attempt: Attempt,
 ) -> Result<(Action, Outcome), Error> {
-    let state = attempt.state;
+    let state = plan::settle(attempt.state, history);
     if let Some(ev) = plan::stall_event(&state, history) {
         ctx.event(obj, K::KIND, &ev).await;
     }
@@ -191,6 +191,9 @@ async fn finish<K: Managed>(
         deletion_policy: Some(plan::deletion_rule(&policies, adopted).policy()),
         cluster_leader: attempt.facts.leader,
         replicas: attempt.facts.replicas,
+        subjects: attempt
+            .subjects
+            .or_else(|| previous.and_then(|p| p.subjects.clone())),
         ..Default::default()
     };
     let generation = obj.meta().generation;
@@ -217,7 +220,7 @@ async fn finish<K: Managed>(
             .dispatch(&ConnEvent::StreamCreated { conn, stream });
     }
     Ok(match state {
-        State::Ready(_) => {
+        State::Ready { .. } => {
             ctx.reset_backoff(&key.to_string());
             (Action::await_change(), Outcome::Ready)
         }
@@ -228,7 +231,7 @@ async fn finish<K: Managed>(
         State::Progressing { reason: r, .. } if r == reason::WAITING_FOR_STREAM => {
             (Action::requeue(ctx.jittered_resync()), Outcome::Waiting)
         }
-        State::Progressing { .. } => (
+        State::Progressing { .. } | State::Retrying { .. } => (
             Action::requeue(ctx.backoff(&key.to_string())),
             Outcome::Retry,
         ),
@@ -257,25 +260,10 @@ async fn write_paused<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {
         .written_status(&uid)
         .or_else(|| obj.asset_status().cloned());
     let previous = latest.as_ref();
-    let ready_status = previous
-        .and_then(|p| conditions::find(&p.conditions, READY))
-        .map(|c| c.status.as_str())
-        .unwrap_or("Unknown");
-    let msg = format!("reconciling is paused by the {PAUSED_ANNOTATION} annotation");
-    let ready = match ready_status {
-        "True" => Cond::yes(READY, reason::PAUSED, msg.clone()),
-        "False" => Cond::no(READY, reason::PAUSED, msg.clone()),
-        _ => Cond::unknown(READY, reason::PAUSED, msg.clone()),
-    };
-    let conds = [
-        ready,
-        Cond::no(RECONCILING, reason::PAUSED, msg.clone()),
-        Cond::no(STALLED, reason::PAUSED, ""),
-    ];
-    let mut bound = previous.cloned().unwrap_or_default();
-    bound.conditions.clear();
-    let generation = previous.and_then(|p| p.observed_generation);
-    let next = status::next_status(previous, generation, &conds, bound);
+    let next = status::paused(
+        previous,
+        &format!("reconciling is paused by the {PAUSED_ANNOTATION} annotation"),
+    );
     status::write(ctx, obj, K::KIND, previous, &next).await?;
     Ok(())
 }

@@ -127,6 +127,8 @@ pub struct History {
     pub stalled_for_generation: Option<String>,
     /// The status says the asset was adopted.
     pub adopted: bool,
+    /// The reason of a Ready=True condition written for the current generation.
+    pub ready_reason: Option<String>,
 }
 
 /// How an operation failed, as far as decisions care.
@@ -208,19 +210,34 @@ impl Event {
 // ---------------------------------------------------------------------------------------
 // Where a reconcile ends
 
-/// Where a reconcile ended; the status conditions follow from it.
+/// Where a reconcile ended; the status conditions follow from it (README, "Status").
 #[derive(Clone, Debug, PartialEq)]
 pub enum State {
-    /// The asset matches the spec.
-    Ready(String),
-    /// Work remains and will continue by itself (retry, or waiting on something).
+    /// The asset matches the spec (or differs only as `preventUpdate` allows):
+    /// `Ready=True` with a healthy reason (`Created`, `Updated`, `Noop`, `SkipUpdate`).
+    Ready {
+        /// What this reconcile did, as one of the healthy reasons.
+        reason: &'static str,
+        /// What the asset is like now.
+        message: String,
+    },
+    /// Work is under way and continues by itself (waiting for a stream, looking again):
+    /// `Ready=Unknown`, `Reconciling=True`.
     Progressing {
         /// Why, as a condition reason.
         reason: &'static str,
         /// What is happening.
         message: String,
     },
-    /// Retrying cannot help until something changes.
+    /// Failed for a reason that may pass; retried with backoff: `Ready=False`,
+    /// `Reconciling=True`.
+    Retrying {
+        /// Why, as a condition reason.
+        reason: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// Retrying cannot help until something changes: `Ready=False`, `Stalled=True`.
     Stalled {
         /// Why, as a condition reason.
         reason: &'static str,
@@ -230,22 +247,29 @@ pub enum State {
 }
 
 impl State {
-    /// The three kstatus conditions for this state.
+    /// A Ready state.
+    pub fn ready(reason: &'static str, message: impl Into<String>) -> State {
+        State::Ready {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The conditions for this state: `Ready` always, `Reconciling` and `Stalled` only
+    /// while True.
     pub fn conditions(&self) -> Vec<Cond> {
         match self {
-            State::Ready(message) => vec![
-                Cond::yes(READY, reason::READY, message.clone()),
-                Cond::no(RECONCILING, reason::READY, ""),
-                Cond::no(STALLED, reason::READY, ""),
-            ],
+            State::Ready { reason, message } => vec![Cond::yes(READY, reason, message.clone())],
             State::Progressing { reason: r, message } => vec![
+                Cond::unknown(READY, r, message.clone()),
+                Cond::yes(RECONCILING, r, message.clone()),
+            ],
+            State::Retrying { reason: r, message } => vec![
                 Cond::no(READY, r, message.clone()),
                 Cond::yes(RECONCILING, r, message.clone()),
-                Cond::no(STALLED, r, ""),
             ],
             State::Stalled { reason: r, message } => vec![
                 Cond::no(READY, r, message.clone()),
-                Cond::no(RECONCILING, r, ""),
                 Cond::yes(STALLED, r, message.clone()),
             ],
         }
@@ -253,14 +277,16 @@ impl State {
 
     /// True for the Ready state.
     pub fn is_ready(&self) -> bool {
-        matches!(self, State::Ready(_))
+        matches!(self, State::Ready { .. })
     }
 
     /// The condition reason of the state.
     pub fn reason(&self) -> &'static str {
         match self {
-            State::Ready(_) => reason::READY,
-            State::Progressing { reason, .. } | State::Stalled { reason, .. } => reason,
+            State::Ready { reason, .. }
+            | State::Progressing { reason, .. }
+            | State::Retrying { reason, .. }
+            | State::Stalled { reason, .. } => reason,
         }
     }
 
@@ -268,7 +294,7 @@ impl State {
     /// stall for refused configurations and credentials.
     pub fn failed(f: &Failure, noun: &str) -> State {
         match f.disposition {
-            Disposition::Transient => State::Progressing {
+            Disposition::Transient => State::Retrying {
                 reason: f.reason,
                 message: f.message.clone(),
             },
@@ -289,6 +315,26 @@ impl State {
             reason: reason::INVALID_SPEC,
             message,
         }
+    }
+}
+
+/// A reconcile that found nothing to change keeps the reason that says how the asset came
+/// to match this generation (`Created`, `Updated`), so a look that changes nothing (a
+/// resync, an advisory about the operator's own update) writes nothing.
+pub fn settle(state: State, history: &History) -> State {
+    match state {
+        State::Ready { reason: r, message } if r == reason::NOOP => {
+            let kept = match history.ready_reason.as_deref() {
+                Some(reason::CREATED) => reason::CREATED,
+                Some(reason::UPDATED) => reason::UPDATED,
+                _ => reason::NOOP,
+            };
+            State::Ready {
+                reason: kept,
+                message,
+            }
+        }
+        other => other,
     }
 }
 
@@ -599,11 +645,11 @@ impl Conclusion {
     }
 }
 
-/// Ready, unless the server kept something other than what was asked for.
-fn verified<C: AssetConfig>(desired: &C, stored: &C, s: &Subject) -> State {
+/// Ready (with `reason`), unless the server kept something other than what was asked for.
+fn verified<C: AssetConfig>(desired: &C, stored: &C, reason: &'static str, s: &Subject) -> State {
     let residual = C::changes(desired, stored);
     if residual.is_empty() {
-        matches(s)
+        matches(reason, s)
     } else {
         State::Stalled {
             reason: reason::NOT_SUPPORTED,
@@ -617,8 +663,8 @@ fn verified<C: AssetConfig>(desired: &C, stored: &C, s: &Subject) -> State {
     }
 }
 
-fn matches(s: &Subject) -> State {
-    State::Ready(format!("{} {} matches the spec", s.noun, s.id))
+fn matches(reason: &'static str, s: &Subject) -> State {
+    State::ready(reason, format!("{} {} matches the spec", s.noun, s.id))
 }
 
 /// The state and event for a plan and what performing it came to.
@@ -653,9 +699,9 @@ pub fn conclude<C: AssetConfig>(
         Executed::Stored(c) => Some(*c),
         _ => None,
     };
-    let state_after_write = || match (desired, stored) {
-        (Some(d), Some(c)) => verified(d, c, s),
-        _ => matches(s),
+    let state_after_write = |reason| match (desired, stored) {
+        (Some(d), Some(c)) => verified(d, c, reason, s),
+        _ => matches(reason, s),
     };
     match plan {
         Plan::WaitForStream { deleted } => {
@@ -671,7 +717,7 @@ pub fn conclude<C: AssetConfig>(
             })
         }
         Plan::Create { recreate } => Conclusion {
-            state: state_after_write(),
+            state: state_after_write(reason::CREATED),
             event: Some(if *recreate {
                 Event::warning(
                     reason::DRIFT_REPAIRED,
@@ -686,7 +732,7 @@ pub fn conclude<C: AssetConfig>(
             adopted: false,
         },
         Plan::Adopt { changes } => Conclusion {
-            state: state_after_write(),
+            state: state_after_write(reason::UPDATED),
             event: Some(Event::normal(
                 reason::ADOPTED,
                 format!(
@@ -704,7 +750,7 @@ pub fn conclude<C: AssetConfig>(
         Plan::Update {
             changes, restamp, ..
         } if changes.is_empty() && *restamp => Conclusion {
-            state: state_after_write(),
+            state: state_after_write(reason::UPDATED),
             event: Some(Event::normal(
                 reason::UPDATED,
                 format!(
@@ -715,7 +761,7 @@ pub fn conclude<C: AssetConfig>(
             adopted: false,
         },
         Plan::Update { changes, drift, .. } => Conclusion {
-            state: state_after_write(),
+            state: state_after_write(reason::UPDATED),
             event: Some(if *drift {
                 Event::normal(
                     reason::DRIFT_REPAIRED,
@@ -732,11 +778,14 @@ pub fn conclude<C: AssetConfig>(
             }),
             adopted: false,
         },
-        Plan::Noop => Conclusion::quiet(matches(s)),
-        Plan::NoopUnstamped(hold) => Conclusion::quiet(State::Ready(format!(
-            "{noun} {id} matches the spec (not stamped with an owner: {})",
-            hold_text(*hold)
-        ))),
+        Plan::Noop => Conclusion::quiet(matches(reason::NOOP, s)),
+        Plan::NoopUnstamped(hold) => Conclusion::quiet(State::ready(
+            reason::NOOP,
+            format!(
+                "{noun} {id} matches the spec (not stamped with an owner: {})",
+                hold_text(*hold)
+            ),
+        )),
         Plan::Refuse(r) => Conclusion::quiet(refusal_state(r, s)),
     }
 }
@@ -781,14 +830,17 @@ fn refusal_state(r: &Refusal, s: &Subject) -> State {
                 hold_text(Hold::ReadOnly)
             ),
         ),
-        Refusal::UpdatePrevented(fields) => (
-            reason::UPDATE_PREVENTED,
-            format!(
-                "{noun} {id} differs from the spec in {}; {}, so it is not updated",
-                fields.join(", "),
-                hold_text(Hold::PreventUpdate)
-            ),
-        ),
+        // Reported, and allowed: the spec asked for it.
+        Refusal::UpdatePrevented(fields) => {
+            return State::ready(
+                reason::SKIP_UPDATE,
+                format!(
+                    "{noun} {id} differs from the spec in {}; {}, so it is not updated",
+                    fields.join(", "),
+                    hold_text(Hold::PreventUpdate)
+                ),
+            );
+        }
         Refusal::Immutable(fields) => (
             reason::NOT_SUPPORTED,
             format!(

@@ -40,6 +40,7 @@ enum File {
     Apply { cases: Vec<ApplyCase> },
     Pause { cases: Vec<PauseCase> },
     Stall { cases: Vec<StallCase> },
+    Settle { cases: Vec<SettleCase> },
     Deletion { cases: Vec<DeletionCase> },
 }
 
@@ -64,6 +65,16 @@ struct PauseCase {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SettleCase {
+    name: String,
+    state: ExpectState,
+    #[serde(default)]
+    history: History,
+    expect: ExpectState,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StallCase {
     name: String,
     state: ExpectState,
@@ -72,51 +83,60 @@ struct StallCase {
     announce: bool,
 }
 
-/// A state, as the cases write it: `{ready: true}`, `{progressing: Reason}` or
-/// `{stalled: Reason}`, with words its message must contain.
+/// A state, as the cases write it: `{ready: Reason}`, `{progressing: Reason}`,
+/// `{retrying: Reason}` or `{stalled: Reason}`, with words its message must contain.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ExpectState {
-    #[serde(default)]
-    ready: bool,
+    ready: Option<String>,
     progressing: Option<String>,
+    retrying: Option<String>,
     stalled: Option<String>,
     #[serde(default)]
     message: Option<String>,
 }
 
 impl ExpectState {
-    fn to_state(&self) -> State {
+    /// The one state the case names: its kind and reason.
+    fn expected(&self, case: &str) -> (&'static str, &str) {
+        let named: Vec<(&'static str, &str)> = [
+            ("ready", &self.ready),
+            ("progressing", &self.progressing),
+            ("retrying", &self.retrying),
+            ("stalled", &self.stalled),
+        ]
+        .into_iter()
+        .filter_map(|(k, r)| r.as_deref().map(|r| (k, r)))
+        .collect();
+        match named.as_slice() {
+            [one] => *one,
+            _ => panic!("{case}: a state is one of ready, progressing, retrying or stalled"),
+        }
+    }
+
+    fn to_state(&self, case: &str) -> State {
         let message = self.message.clone().unwrap_or_default();
-        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-        match (&self.progressing, &self.stalled) {
-            (Some(r), _) => State::Progressing {
-                reason: leak(r),
-                message,
-            },
-            (_, Some(r)) => State::Stalled {
-                reason: leak(r),
-                message,
-            },
-            _ => State::Ready(message),
+        let (kind, reason) = self.expected(case);
+        let reason: &'static str = Box::leak(reason.to_string().into_boxed_str());
+        match kind {
+            "ready" => State::Ready { reason, message },
+            "progressing" => State::Progressing { reason, message },
+            "retrying" => State::Retrying { reason, message },
+            _ => State::Stalled { reason, message },
         }
     }
 
     fn check(&self, case: &str, state: &State) {
-        let (want_kind, want_reason) = match (&self.progressing, &self.stalled, self.ready) {
-            (Some(r), None, false) => ("progressing", r.as_str()),
-            (None, Some(r), false) => ("stalled", r.as_str()),
-            (None, None, true) => ("ready", reason::READY),
-            _ => panic!("{case}: a state is one of ready, progressing or stalled"),
-        };
-        let (kind, r, message) = match state {
-            State::Ready(m) => ("ready", reason::READY, m),
-            State::Progressing { reason, message } => ("progressing", *reason, message),
-            State::Stalled { reason, message } => ("stalled", *reason, message),
+        let want = self.expected(case);
+        let (kind, message) = match state {
+            State::Ready { message, .. } => ("ready", message),
+            State::Progressing { message, .. } => ("progressing", message),
+            State::Retrying { message, .. } => ("retrying", message),
+            State::Stalled { message, .. } => ("stalled", message),
         };
         assert_eq!(
-            (kind, r),
-            (want_kind, want_reason),
+            (kind, state.reason()),
+            want,
             "{case}: state (message: {message})"
         );
         if let Some(words) = &self.message {
@@ -569,9 +589,17 @@ fn run_file(path: &Path, seen: &mut Seen) -> usize {
         File::Stall { cases } => {
             for c in &cases {
                 check_name(&c.name);
-                let got = stall_event(&c.state.to_state(), &c.history);
+                let got = stall_event(&c.state.to_state(&c.name), &c.history);
                 assert_eq!(got.is_some(), c.announce, "{}", c.name);
                 seen.stalls.insert(c.announce);
+            }
+            cases.len()
+        }
+        File::Settle { cases } => {
+            for c in &cases {
+                check_name(&c.name);
+                let got = settle(c.state.to_state(&c.name), &c.history);
+                c.expect.check(&c.name, &got);
             }
             cases.len()
         }

@@ -1,14 +1,13 @@
 //! Reading what a previous status says, building the next one, and writing it (and
 //! finalizers) only when it changed.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::common::AssetStatus;
-use crate::api::conditions::{self, Cond, READY, STALLED, reason};
+use crate::api::conditions::{self, Cond, READY, STALLED, Time, reason};
 use crate::metrics::Write;
 
 use super::context::{Context, Error, MANAGER};
@@ -32,7 +31,30 @@ pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> Histo
             .filter(|_| this_generation)
             .map(|c| c.reason.clone()),
         adopted: p.adopted,
+        ready_reason: ready
+            .filter(|c| this_generation && c.status == "True")
+            .map(|c| c.reason.clone()),
     }
+}
+
+/// The status of a paused object: `Ready` keeps its status and reason (a healthy object
+/// stays healthy while nobody looks), with a message that says why nothing moves;
+/// `Reconciling` and `Stalled` go, since nothing is worked on.
+pub fn paused(previous: Option<&AssetStatus>, message: &str) -> AssetStatus {
+    let ready = previous.and_then(|p| conditions::find(&p.conditions, READY));
+    let cond = match ready.map(|c| c.status.as_str()) {
+        Some("True") => Cond::yes(
+            READY,
+            ready.map(|c| c.reason.as_str()).unwrap_or(reason::NOOP),
+            message,
+        ),
+        Some("False") => Cond::no(READY, reason::PAUSED, message),
+        _ => Cond::unknown(READY, reason::PAUSED, message),
+    };
+    let mut bound = previous.cloned().unwrap_or_default();
+    bound.conditions.clear();
+    let generation = previous.and_then(|p| p.observed_generation);
+    next_status(previous, generation, &[cond], bound)
 }
 
 /// Computes the next status from the previous one. `bound` carries the binding fields
@@ -43,7 +65,7 @@ pub fn next_status(
     conds: &[Cond],
     bound: AssetStatus,
 ) -> AssetStatus {
-    let now = Time(jiff::Timestamp::now());
+    let now = Time::now();
     let prev_conds = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     AssetStatus {
         observed_generation: generation,
@@ -147,5 +169,157 @@ where
     {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         r => r.map(|_| ()).map_err(Error::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::State;
+
+    const HEALTHY: [&str; 5] = ["Created", "Updated", "Noop", "SkipCreate", "SkipUpdate"];
+
+    fn conditions_json(s: &AssetStatus) -> Vec<serde_json::Value> {
+        serde_json::to_value(s).unwrap()["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The README's status contract, on the status built for every kind of state.
+    #[test]
+    fn every_state_keeps_the_status_contract() {
+        let states = [
+            (State::ready(reason::CREATED, "made"), "True"),
+            (State::ready(reason::UPDATED, "changed"), "True"),
+            (State::ready(reason::NOOP, "as is"), "True"),
+            (
+                State::ready(reason::SKIP_UPDATE, "differs, allowed"),
+                "True",
+            ),
+            (
+                State::Progressing {
+                    reason: reason::WAITING_FOR_STREAM,
+                    message: "waiting".into(),
+                },
+                "Unknown",
+            ),
+            (
+                State::Retrying {
+                    reason: reason::CONNECTION_FAILED,
+                    message: "down".into(),
+                },
+                "False",
+            ),
+            (
+                State::Stalled {
+                    reason: reason::NOT_SUPPORTED,
+                    message: "refused".into(),
+                },
+                "False",
+            ),
+        ];
+        let fractional = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$").unwrap();
+        for (state, ready) in states {
+            let s = next_status(None, Some(3), &state.conditions(), AssetStatus::default());
+            assert_eq!(s.observed_generation, Some(3));
+            let conds = conditions_json(&s);
+            assert_eq!(conds[0]["type"], "Ready", "{state:?}");
+            assert_eq!(conds[0]["status"], ready, "{state:?}");
+            if ready == "True" {
+                assert!(
+                    HEALTHY.contains(&conds[0]["reason"].as_str().unwrap()),
+                    "{state:?}"
+                );
+            }
+            for c in &conds[1..] {
+                assert_eq!(c["status"], "True", "{state:?}: {c}");
+            }
+            let abnormal: Vec<&str> = conds[1..]
+                .iter()
+                .map(|c| c["type"].as_str().unwrap())
+                .collect();
+            let want: &[&str] = match state {
+                State::Ready { .. } => &[],
+                State::Progressing { .. } | State::Retrying { .. } => &["Reconciling"],
+                State::Stalled { .. } => &["Stalled"],
+            };
+            assert_eq!(abnormal, want, "{state:?}");
+            for c in &conds {
+                let t = c["lastTransitionTime"].as_str().unwrap();
+                assert!(fractional.is_match(t), "{t}");
+            }
+        }
+    }
+
+    /// A status an earlier version wrote (three conditions, whole seconds) is rewritten in
+    /// the current shape, keeping Ready's transition time when Ready did not flip.
+    #[test]
+    fn an_earlier_status_is_rewritten_once() {
+        let old: AssetStatus = serde_json::from_value(serde_json::json!({
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Reconciling", "status": "False", "reason": "Ready", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Stalled", "status": "False", "reason": "Ready", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]
+        }))
+        .unwrap();
+        let state = State::ready(reason::NOOP, "as is");
+        let next = next_status(
+            Some(&old),
+            Some(1),
+            &state.conditions(),
+            AssetStatus::default(),
+        );
+        let conds = conditions_json(&next);
+        assert_eq!(conds.len(), 1);
+        assert_eq!(
+            conds[0]["lastTransitionTime"],
+            "2026-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(conds[0]["reason"], "Noop");
+        // The next reconcile finds nothing to change.
+        let again = next_status(
+            Some(&next),
+            Some(1),
+            &state.conditions(),
+            AssetStatus::default(),
+        );
+        assert_eq!(again, next);
+    }
+
+    #[test]
+    fn a_paused_object_keeps_its_health() {
+        let ready = next_status(
+            None,
+            Some(1),
+            &State::ready(reason::CREATED, "made").conditions(),
+            AssetStatus::default(),
+        );
+        let held = paused(Some(&ready), "paused");
+        let c = &held.conditions[0];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Created"));
+        assert_eq!(c.message, "paused");
+        assert_eq!(
+            c.last_transition_time,
+            ready.conditions[0].last_transition_time
+        );
+        let stalled = next_status(
+            None,
+            Some(1),
+            &State::Stalled {
+                reason: reason::NOT_SUPPORTED,
+                message: "no".into(),
+            }
+            .conditions(),
+            AssetStatus::default(),
+        );
+        let held = paused(Some(&stalled), "paused");
+        assert_eq!(held.conditions.len(), 1);
+        assert_eq!(held.conditions[0].status, "False");
     }
 }

@@ -25,6 +25,10 @@ pub trait AssetConfig:
     /// the server holds, comparing normalised configs and leaving the ownership marker
     /// out. Create-only and server-derived fields are not compared.
     fn changes(desired: &Self, actual: &Self) -> Vec<String>;
+    /// The subjects the asset stores messages on (streams), for display.
+    fn subjects(&self) -> Option<&[String]> {
+        None
+    }
     /// Of `changes`, the ones JetStream refuses to make in place (immutable fields, flags
     /// that can only be turned on, ...), each with why.
     fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String>;

@@ -199,6 +199,10 @@ impl AssetConfig for StreamConfig {
         normalize(self.clone())
     }
 
+    fn subjects(&self) -> Option<&[String]> {
+        Some(&self.subjects)
+    }
+
     fn changes(desired: &Self, actual: &Self) -> Vec<String> {
         let d = normalize(desired.clone());
         let mut a = normalize(actual.clone());

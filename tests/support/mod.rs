@@ -615,6 +615,8 @@ fn terminate_blocking(child: &mut Child) {
 
 /// The operator binary, run as `jetstream-operator run ARGS` against the control plane.
 pub struct Operator {
+    /// Run as `jetstream-operator run ARGS` (false: `jetstream-operator ARGS`).
+    subcommand: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
     kubeconfig: PathBuf,
@@ -654,10 +656,26 @@ impl Operator {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Operator {
+        Self::launch(cp, true, args, env).await
+    }
+
+    /// Starts the binary with `args` exactly as given (no `run` subcommand), as NACK's
+    /// Deployments start `jetstream-controller`; otherwise like `start_with_env`.
+    pub async fn start_raw(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
+        Self::launch(cp, false, args, env).await
+    }
+
+    async fn launch(
+        cp: &ControlPlane,
+        subcommand: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let dir = new_tempdir("jso-operator-");
         let log_path = dir.path().join("operator.log");
         let exe = private_operator_binary(dir.path());
         let mut op = Operator {
+            subcommand,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             env: env
                 .iter()
@@ -682,14 +700,15 @@ impl Operator {
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
         let _ = writeln!(
             log,
-            "=== harness: jetstream-operator run {} ===",
+            "=== harness: jetstream-operator {}{} ===",
+            if self.subcommand { "run " } else { "" },
             self.args.join(" ")
         );
         let err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
         let child = Command::new(&self.exe)
-            .arg("run")
+            .args(self.subcommand.then_some("run"))
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,jetstream_operator=debug")
