@@ -6,12 +6,13 @@ export CARGO_TARGET_DIR ?= $(JSO_CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug/jetstream-operator
 
-.PHONY: help tools build crds check-crds fmt-check clippy unit integration test demo bench clean-run
+.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench clean-run
 
 help:
 	@echo "make demo   local control plane + NATS + operator + examples (Ctrl-C stops it)"
 	@echo "make test   fmt, clippy, unit tests, CRD sync check, integration tests on real components"
 	@echo "make bench  apply N Streams at once and report convergence, writes, requests, memory (N=1000)"
+	@echo "make conformance  the conformance corpus on nats-server 2.10, 2.11, 2.12, 2.14 and 2.15"
 	@echo "make crds   regenerate crds/ from the Rust types"
 
 tools:
@@ -44,6 +45,11 @@ integration: tools
 	$(CARGO) test --locked --test '*' -- --test-threads=2
 
 test: tools fmt-check clippy unit check-crds integration
+
+# The whole conformance corpus on every supported nats-server version (make test runs it
+# whole on the newest and a subset on the others).
+conformance: tools
+	JSO_CONFORMANCE_FULL=1 $(CARGO) test --locked --test conformance -- --test-threads=2
 
 demo: tools build
 	@scripts/demo

@@ -668,6 +668,19 @@ async fn wrong_password_stalls_with_the_servers_words() {
 // ---------------------------------------------------------------------------------------
 // 12-14: namespaces, deletion
 
+/// A server URL that is not one is a mistake in the spec: Stalled/InvalidSpec on the
+/// Account and on the objects using it, not a retry forever.
+#[tokio::test]
+async fn a_server_url_that_is_not_one_stalls() {
+    let w = World::start("conn-badurl", &[]).await;
+    w.apply(&account("broken", &["not a url"], ""));
+    w.apply(&stream("pointless", "pointless", "account: broken"));
+    let acc = wait_stalled(&w.accounts, "broken", &["InvalidSpec"], STALL_WAIT).await;
+    assert_stall(&acc, "InvalidSpec", "not a url");
+    let obj = wait_stalled(&w.streams, "pointless", &["InvalidSpec"], STALL_WAIT).await;
+    assert_stall(&obj, "InvalidSpec", "not a NATS server URL");
+}
+
 #[tokio::test]
 async fn cross_namespace_use_allowed_and_refused() {
     let nats = Nats::start_with_config("authorization {\n  token: \"shared-t0ken\"\n}").await;

@@ -161,7 +161,8 @@ pub async fn apply<K: Managed>(
         },
     );
 
-    // The stream the asset lives in, when it has one: its limits shape the defaults.
+    // The stream the asset lives in, when it has one: its limits shape the defaults. Else
+    // a stream that shapes the asset when it exists (a mirror's origin).
     let stream = match K::Asset::stream(&id) {
         None => None,
         Some(name) => match js.stream_info(name).await {
@@ -169,10 +170,23 @@ pub async fn apply<K: Managed>(
             Err(e) => return failed(&e, binding),
         },
     };
+    let origin = match (&stream, obj.origin()) {
+        (None, Some(name)) => match js.stream_info(&name).await {
+            Ok(info) => info.map(|i| i.config),
+            Err(e) => return failed(&e, binding),
+        },
+        _ => None,
+    };
     let mut desired = match &stream {
         Some(None) => None,
-        parent => match obj.desired(&owner, parent.as_ref().and_then(|p| p.as_ref())) {
-            Ok(d) => Some(d),
+        parent => match obj.desired(
+            &owner,
+            parent.as_ref().and_then(|p| p.as_ref()).or(origin.as_ref()),
+        ) {
+            Ok(mut d) => {
+                d.for_server(js.server_version());
+                Some(d)
+            }
             Err(e) => {
                 return Attempt {
                     binding,
@@ -215,7 +229,14 @@ pub async fn apply<K: Managed>(
         owner::mark_adopted(d.metadata_mut());
     }
     let written = match (&plan, &desired) {
-        (Plan::Create { .. }, Some(d)) => Some(K::Asset::create(&js, &id, d).await),
+        (Plan::Create { .. }, Some(d)) => Some(match d.creatable() {
+            None => K::Asset::create(&js, &id, d).await,
+            // Created as it can be, then brought to what the spec says (a sealed stream).
+            Some(first) => match K::Asset::create(&js, &id, &first).await {
+                Ok(_) => K::Asset::update(&js, &id, d).await,
+                Err(e) => Err(e),
+            },
+        }),
         (Plan::Adopt { .. } | Plan::Update { .. }, Some(d)) => {
             Some(K::Asset::update(&js, &id, d).await)
         }
@@ -284,9 +305,14 @@ async fn drive_pause<K: Managed>(
         return;
     };
     let want = obj.desired_pause();
-    let step = plan::pause(want.as_deref(), have.as_deref(), policies);
+    let api = js.server_version() >= (2, 11, 0);
+    let step = plan::pause(want.as_deref(), have.as_deref(), policies, api);
     let until = match &step {
         plan::PausePlan::Keep => return,
+        plan::PausePlan::NotSupported => {
+            attempt.state = plan::pause_not_supported(subject);
+            return;
+        }
         plan::PausePlan::Pause(t) => Some(t.as_str()),
         plan::PausePlan::Resume => None,
     };

@@ -21,7 +21,7 @@ use crate::api::account::{Account, AccountSpec, account_ref};
 use crate::api::common::CommonSpec;
 use crate::api::conditions::reason;
 use crate::jetstream::api::{DEFAULT_PREFIX, domain_prefix};
-use crate::jetstream::connection::{Auth, Pem, Settings, Tls};
+use crate::jetstream::connection::{Auth, Pem, Settings, Tls, check_server_url};
 use crate::metrics::ErrorCategory;
 
 use super::plan::State;
@@ -35,6 +35,10 @@ pub enum ResolveError {
     /// The Account does not allow the object's namespace.
     #[error("{0}")]
     Forbidden(String),
+    /// The settings are wrong in themselves (a server URL that is not one): stalled until
+    /// the spec changes.
+    #[error("{0}")]
+    Invalid(String),
     /// The Kubernetes API failed: retry.
     #[error("{0}")]
     Transient(String),
@@ -46,6 +50,7 @@ impl ResolveError {
         match self {
             ResolveError::Unresolved(_) => ErrorCategory::ConnectionUnresolved,
             ResolveError::Forbidden(_) => ErrorCategory::Forbidden,
+            ResolveError::Invalid(_) => ErrorCategory::InvalidSpec,
             ResolveError::Transient(_) => ErrorCategory::Kube,
         }
     }
@@ -59,6 +64,10 @@ impl ResolveError {
             },
             ResolveError::Forbidden(m) => State::Stalled {
                 reason: reason::FORBIDDEN,
+                message: m.clone(),
+            },
+            ResolveError::Invalid(m) => State::Stalled {
+                reason: reason::INVALID_SPEC,
                 message: m.clone(),
             },
             ResolveError::Transient(m) => State::Retrying {
@@ -599,6 +608,9 @@ pub fn merge(
         return Err(ResolveError::Unresolved(
             "no NATS servers: set --servers on the operator, servers on the Account, or spec.servers".into(),
         ));
+    }
+    for url in &servers {
+        check_server_url(url).map_err(ResolveError::Invalid)?;
     }
     let prefix = match (api_prefix, js_domain) {
         (Some(p), _) => p,

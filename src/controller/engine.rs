@@ -224,6 +224,15 @@ async fn finish<K: Managed>(
             ctx.reset_backoff(&key.to_string());
             (Action::await_change(), Outcome::Ready)
         }
+        // Refused credentials or certificates can be fixed without the object changing
+        // (a file rewritten, a server's configuration): look again now and then.
+        State::Stalled { reason: r, .. } if r == reason::AUTHENTICATION_FAILED => {
+            ctx.reset_backoff(&key.to_string());
+            (
+                Action::requeue(ctx.jittered_resync().saturating_mul(5)),
+                Outcome::Stalled,
+            )
+        }
         State::Stalled { .. } => {
             ctx.reset_backoff(&key.to_string());
             (Action::await_change(), Outcome::Stalled)

@@ -54,9 +54,15 @@ pub trait Managed:
     fn asset_status(&self) -> Option<&AssetStatus>;
     /// The asset this object names.
     fn asset_id(&self) -> IdOf<Self>;
+    /// A stream whose configuration, when it exists, shapes this object's (a mirror's
+    /// origin).
+    fn origin(&self) -> Option<String> {
+        None
+    }
     /// The configuration the spec asks for, with the server's defaults explicit and the
     /// owner marker stamped. `stream` is the configuration of the stream the asset lives
-    /// in, for assets that have one (a consumer's defaults depend on its limits).
+    /// in, for assets that have one (a consumer's defaults depend on its limits), else of
+    /// its [`Managed::origin`] when that exists.
     fn desired(
         &self,
         owner: &Owner,

@@ -654,12 +654,26 @@ fn verified<C: AssetConfig>(desired: &C, stored: &C, reason: &'static str, s: &S
         State::Stalled {
             reason: reason::NOT_SUPPORTED,
             message: format!(
-                "JetStream accepted {} {} but stored different values for {}; set them explicitly to what the server allows",
+                "JetStream accepted {} {} but stored different values for {}; set them explicitly to what the server allows{}",
                 s.noun,
                 s.id,
-                residual.join(", ")
+                residual.join(", "),
+                newer_fields::<C>(&residual)
             ),
         }
+    }
+}
+
+/// Names the fields among `residual` that need a newer server than some supported ones.
+fn newer_fields<C: AssetConfig>(residual: &[String]) -> String {
+    let newer: Vec<String> = residual
+        .iter()
+        .filter_map(|f| C::introduced_in(f).map(|v| format!("{f} needs nats-server {v} or newer")))
+        .collect();
+    if newer.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}; an older server drops it)", newer.join(", "))
     }
 }
 
@@ -865,14 +879,18 @@ pub enum PausePlan {
     Pause(String),
     /// Resume it.
     Resume,
+    /// The spec asks for a pause, and the server has no pause API (before 2.11).
+    NotSupported,
 }
 
 /// Decides the pause of a consumer whose configuration is now Ready: `want` is the
-/// spec's (a future time, or none), `have` the server's. A read-only operator and
-/// `preventUpdate` leave it as it is.
-pub fn pause(want: Option<&str>, have: Option<&str>, policies: Policies) -> PausePlan {
+/// spec's (a future time, or none), `have` the server's; `api` says whether the server
+/// has the pause API (2.11 and newer). A read-only operator and `preventUpdate` leave it
+/// as it is.
+pub fn pause(want: Option<&str>, have: Option<&str>, policies: Policies, api: bool) -> PausePlan {
     match (want, have) {
         _ if policies.read_only || policies.prevent_update => PausePlan::Keep,
+        (Some(_), _) if !api => PausePlan::NotSupported,
         (w, h) if w == h => PausePlan::Keep,
         (Some(t), _) => PausePlan::Pause(t.to_string()),
         (None, Some(_)) => PausePlan::Resume,
@@ -880,10 +898,21 @@ pub fn pause(want: Option<&str>, have: Option<&str>, policies: Policies) -> Paus
     }
 }
 
+/// The state of a consumer whose pause the server cannot apply.
+pub fn pause_not_supported(s: &Subject) -> State {
+    State::Stalled {
+        reason: reason::NOT_SUPPORTED,
+        message: format!(
+            "{} {} cannot be paused: pauseUntil (pause_until) needs nats-server 2.11 or newer",
+            s.noun, s.id
+        ),
+    }
+}
+
 /// The event for a pause change that was made.
 pub fn pause_event(plan: &PausePlan, s: &Subject) -> Option<Event> {
     match plan {
-        PausePlan::Keep => None,
+        PausePlan::Keep | PausePlan::NotSupported => None,
         PausePlan::Pause(t) => Some(Event::normal(
             reason::UPDATED,
             format!("paused {} {} until {t}", s.noun, s.id),

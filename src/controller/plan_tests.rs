@@ -60,7 +60,14 @@ struct PauseCase {
     have: Option<String>,
     #[serde(default)]
     policies: Policies,
+    /// The server has the pause API (default: yes).
+    #[serde(default = "yes")]
+    api: bool,
     expect: PausePlan,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -575,12 +582,13 @@ fn run_file(path: &Path, seen: &mut Seen) -> usize {
         File::Pause { cases } => {
             for c in &cases {
                 check_name(&c.name);
-                let got = pause(c.want.as_deref(), c.have.as_deref(), c.policies);
+                let got = pause(c.want.as_deref(), c.have.as_deref(), c.policies, c.api);
                 assert_eq!(got, c.expect, "{}", c.name);
                 let kind = match got {
                     PausePlan::Keep => "Keep",
                     PausePlan::Pause(_) => "Pause",
                     PausePlan::Resume => "Resume",
+                    PausePlan::NotSupported => "NotSupported",
                 };
                 seen.pauses.insert(kind);
             }
@@ -643,7 +651,7 @@ fn decision_tables() {
         steps.is_empty(),
         "no case produces the deletion steps {steps:?}"
     );
-    let pauses = missing(vec!["Keep", "Pause", "Resume"], &s.pauses);
+    let pauses = missing(vec!["Keep", "Pause", "Resume", "NotSupported"], &s.pauses);
     assert!(
         pauses.is_empty(),
         "no case produces the pause plans {pauses:?}"

@@ -26,11 +26,19 @@ impl Managed for Stream {
         self.spec.name.clone()
     }
 
+    fn origin(&self) -> Option<String> {
+        stream_config::mirror_origin(&self.spec)
+    }
+
     fn desired(
         &self,
         owner: &Owner,
-        _: Option<&StreamConfig>,
+        origin: Option<&StreamConfig>,
     ) -> Result<StreamConfig, InvalidSpec> {
-        stream_config::desired(&self.spec, owner)
+        let mut c = stream_config::desired(&self.spec, owner)?;
+        if let Some(o) = origin {
+            stream_config::inherit_from_origin(&mut c, self.spec.mirror_direct, o);
+        }
+        Ok(c)
     }
 }

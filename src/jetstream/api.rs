@@ -67,6 +67,11 @@ impl JsApi {
         &self.prefix
     }
 
+    /// The version of the server the connection is on.
+    pub fn server_version(&self) -> super::config::ServerVersion {
+        super::config::parse_version(&self.conn.client.server_info().version)
+    }
+
     fn pedantic(&self) -> bool {
         supports_pedantic(&self.conn.client.server_info().version)
     }

@@ -10,6 +10,25 @@ use serde_json::Value;
 
 use super::owner::MARKER_KEYS;
 
+/// A nats-server version: major, minor, patch.
+pub type ServerVersion = (u32, u32, u32);
+
+/// The newest server behaviour, for decisions made without a server at hand.
+pub const NEWEST: ServerVersion = (u32::MAX, 0, 0);
+
+/// Parses `2.10.26` (or `v2.10.26-RC.1`) into a version; unknown parts are 0.
+pub fn parse_version(v: &str) -> ServerVersion {
+    let mut it = v
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
 /// A JetStream asset configuration (stream or consumer), as plain data.
 pub trait AssetConfig:
     Clone + std::fmt::Debug + PartialEq + Serialize + serde::de::DeserializeOwned + Send + Sync
@@ -25,6 +44,22 @@ pub trait AssetConfig:
     /// the server holds, comparing normalised configs and leaving the ownership marker
     /// out. Create-only and server-derived fields are not compared.
     fn changes(desired: &Self, actual: &Self) -> Vec<String>;
+    /// Applies the defaults a given server version fills in differently from the newest
+    /// (the builders follow the newest server's rules).
+    fn for_server(&mut self, version: ServerVersion) {
+        let _ = version;
+    }
+    /// When the desired configuration cannot be created as it is, the one to create first
+    /// (then updated to the desired one): a sealed stream is created open.
+    fn creatable(&self) -> Option<Self> {
+        None
+    }
+    /// The nats-server release that introduced a field, for fields newer than the oldest
+    /// supported server (an older one drops them without a word).
+    fn introduced_in(field: &str) -> Option<&'static str> {
+        let _ = field;
+        None
+    }
     /// The subjects the asset stores messages on (streams), for display.
     fn subjects(&self) -> Option<&[String]> {
         None
@@ -89,6 +124,14 @@ mod tests {
     struct C {
         a: i64,
         metadata: BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("2.10.26"), (2, 10, 26));
+        assert_eq!(parse_version("v2.12.0-RC.1"), (2, 12, 0));
+        assert!(parse_version("2.14.6") < (2, 15, 0));
+        assert!(NEWEST > parse_version("9.9.9"));
     }
 
     #[test]

@@ -161,6 +161,14 @@ impl Settings {
     }
 }
 
+/// Checks that a server URL is one the NATS client can use (`nats://`, `tls://`, `ws://`,
+/// `wss://`, or `host:port`).
+pub fn check_server_url(url: &str) -> Result<(), String> {
+    url.parse::<async_nats::ServerAddr>()
+        .map(|_| ())
+        .map_err(|e| format!("{:?} is not a NATS server URL: {e}", redact_url(url)))
+}
+
 /// A server URL without the user information of its authority (`user:pass@`, `token@`).
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
@@ -755,6 +763,9 @@ mod tests {
         assert_eq!(redact_url("user:pass@host:4222"), "host:4222");
         assert_eq!(redact_url("tls://t0ken@h:4222/x"), "tls://h:4222/x");
         assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+        assert!(check_server_url("nats://host:4222").is_ok());
+        assert!(check_server_url("host:4222").is_ok());
+        assert!(check_server_url("not a url").is_err());
         assert_eq!(format!("{:?}", Auth::Token("secret".into())), "token");
     }
 }

@@ -16,6 +16,8 @@ pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
 pub const DEFAULT_MAX_WAITING: i64 = 512;
 /// The server's default max ack pending.
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+/// The heartbeat the flow-control ack policy requires (the server's `sourceHealthHB`).
+pub const FLOW_CONTROL_HEARTBEAT: i64 = 1_000_000_000;
 /// The server's default pinned-client timeout (2 min).
 pub const DEFAULT_PRIORITY_TIMEOUT: i64 = 120_000_000_000;
 
@@ -41,11 +43,10 @@ pub fn desired(
         .iter()
         .map(|b| dur("backoff", &Some(b.clone())))
         .collect::<Result<_, _>>()?;
+    // setConsumerConfigDefaults: 30 s for explicit and all acks; with a backoff, the first
+    // step (a pedantic request must state it); nothing for none and flow control.
     let mut ack_wait = dur("ackWait", &spec.ack_wait)?;
-    if ack_policy == AckPolicy::None {
-        // No acknowledgements: the server has no default, but keeps a value it is given
-        // (NACK wrote `1ns`), so the spec's value is kept as written.
-    } else if let Some(first) = backoff.first() {
+    if let Some(first) = backoff.first() {
         if ack_wait == 0 {
             ack_wait = *first;
         } else if ack_wait != *first {
@@ -53,32 +54,37 @@ pub fn desired(
                 "ackWait must equal the first backoff step: the server uses backoff[0] as the ack wait".into(),
             ));
         }
-    } else if ack_wait == 0 {
+    } else if ack_wait == 0 && matches!(ack_policy, AckPolicy::Explicit | AckPolicy::All) {
         ack_wait = DEFAULT_ACK_WAIT;
     }
     let max_deliver = match spec.max_deliver {
         None | Some(0) => -1,
         Some(n) => n,
     };
-    if !backoff.is_empty() && max_deliver != -1 && max_deliver <= backoff.len() as i64 {
+    // checkConsumerCfg refuses more backoff steps than deliveries.
+    if !backoff.is_empty() && max_deliver != -1 && max_deliver < backoff.len() as i64 {
         return Err(InvalidSpec(
-            "maxDeliver must be greater than the number of backoff steps".into(),
+            "maxDeliver must be at least the number of backoff steps".into(),
         ));
     }
     let limits = stream.consumer_limits.clone().unwrap_or_default();
-    let max_ack_pending = match (ack_policy, spec.max_ack_pending) {
-        (AckPolicy::None, _) => 0,
-        (_, Some(n)) if n != 0 => n,
+    // setConsumerConfigDefaults: unset takes the stream's consumer limit (whatever the ack
+    // policy), else 1000 unless acks are off.
+    let max_ack_pending = match spec.max_ack_pending {
+        Some(n) if n != 0 => n,
         _ if limits.max_ack_pending > 0 => limits.max_ack_pending,
-        _ => DEFAULT_MAX_ACK_PENDING,
+        _ if ack_policy != AckPolicy::None => DEFAULT_MAX_ACK_PENDING,
+        _ => 0,
     };
     let mut inactive_threshold = dur("inactiveThreshold", &spec.inactive_threshold)?;
     if inactive_threshold == 0 {
         inactive_threshold = limits.inactive_threshold;
     }
+    // setConsumerConfigDefaults: 512 for pull consumers; a push consumer has none, and
+    // the server refuses one given (sent as written, so the object says so).
     let max_waiting = match (push, spec.max_waiting) {
+        (_, Some(n)) if n > 0 => n,
         (true, _) => 0,
-        (false, Some(n)) if n > 0 => n,
         (false, _) => DEFAULT_MAX_WAITING,
     };
     let priority_policy = match spec.priority_policy {
@@ -91,12 +97,14 @@ pub fn desired(
     if priority_policy == "pinned_client" && priority_timeout == 0 {
         priority_timeout = DEFAULT_PRIORITY_TIMEOUT;
     }
+    // Sent as written (the server stores it so); compared as an instant.
     let opt_start_time = match nonempty(&spec.opt_start_time) {
         None => None,
-        Some(t) => Some(
+        Some(t) => {
             canonical_time(&t)
-                .ok_or_else(|| InvalidSpec(format!("optStartTime {t:?} is not RFC 3339")))?,
-        ),
+                .ok_or_else(|| InvalidSpec(format!("optStartTime {t:?} is not RFC 3339")))?;
+            Some(t)
+        }
     };
     let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
     owner.stamp(&mut metadata);
@@ -136,7 +144,9 @@ pub fn desired(
         sample_freq: spec.sample_freq.clone().unwrap_or_default(),
         max_waiting,
         max_ack_pending,
-        flow_control: spec.flow_control.unwrap_or(false),
+        // The flow-control ack policy needs flow control and a 1 s heartbeat
+        // (setConsumerConfigDefaults sets them for non-pedantic requests).
+        flow_control: spec.flow_control.unwrap_or(false) || ack_policy == AckPolicy::FlowControl,
         headers_only: spec.headers_only.unwrap_or(false),
         max_batch: spec.max_request_batch.unwrap_or(0),
         max_expires: dur("maxRequestExpires", &spec.max_request_expires)?,
@@ -151,7 +161,10 @@ pub fn desired(
         priority_timeout,
         deliver_subject: spec.deliver_subject.clone().unwrap_or_default(),
         deliver_group: spec.deliver_group.clone().unwrap_or_default(),
-        idle_heartbeat: dur("heartbeatInterval", &spec.heartbeat_interval)?,
+        idle_heartbeat: match dur("heartbeatInterval", &spec.heartbeat_interval)? {
+            0 if ack_policy == AckPolicy::FlowControl => FLOW_CONTROL_HEARTBEAT,
+            h => h,
+        },
     })
 }
 
@@ -208,6 +221,17 @@ impl AssetConfig for ConsumerConfig {
 
     fn normalized(&self) -> Self {
         normalize(self.clone())
+    }
+
+    /// The first release whose `ConsumerConfig` carries the field (or value).
+    fn introduced_in(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "filter_subjects" | "metadata" => "2.10",
+            "pause_until" | "priority_groups" | "priority_policy" | "priority_timeout" => "2.11",
+            // The flow-control ack policy.
+            "ack_policy" | "flow_control" | "idle_heartbeat" => "2.14",
+            _ => return None,
+        })
     }
 
     /// The pause is not compared: it is driven through the pause API.
@@ -325,6 +349,53 @@ mod tests {
     }
 
     #[test]
+    fn server_rules_for_acks_off_flow_control_and_backoff() {
+        // Acks off on a stream with consumer limits: the limit, as the server sets it.
+        let mut s = stream();
+        s.consumer_limits = Some(ConsumerLimits {
+            inactive_threshold: 0,
+            max_ack_pending: 20,
+        });
+        let c = desired(
+            &spec("streamName: s\ndurableName: p\nackPolicy: none\n"),
+            &s,
+            &owner(),
+        )
+        .unwrap();
+        assert_eq!(c.max_ack_pending, 20);
+        // Flow-control acks: flow control on, a 1 s heartbeat, no ack wait.
+        let c = desired(
+            &spec(
+                "streamName: s\ndurableName: f\ndeliverSubject: out.f\nackPolicy: flow_control\n",
+            ),
+            &stream(),
+            &owner(),
+        )
+        .unwrap();
+        assert!(c.flow_control);
+        assert_eq!(c.idle_heartbeat, FLOW_CONTROL_HEARTBEAT);
+        assert_eq!(c.ack_wait, 0);
+        assert_eq!(c.max_ack_pending, DEFAULT_MAX_ACK_PENDING);
+        // As many backoff steps as deliveries is fine; more is refused.
+        assert!(
+            desired(
+                &spec("streamName: s\ndurableName: w\nbackoff: [1s, 5s, 30s]\nmaxDeliver: 3\n"),
+                &stream(),
+                &owner()
+            )
+            .is_ok()
+        );
+        assert!(
+            desired(
+                &spec("streamName: s\ndurableName: w\nbackoff: [1s, 5s, 30s]\nmaxDeliver: 2\n"),
+                &stream(),
+                &owner()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn backoff_sets_the_ack_wait() {
         let c = desired(
             &spec("streamName: s\ndurableName: w\nbackoff: [1s, 5s]\nmaxDeliver: 5\n"),
@@ -343,7 +414,7 @@ mod tests {
         );
         assert!(
             desired(
-                &spec("streamName: s\ndurableName: w\nbackoff: [1s, 2s]\nmaxDeliver: 2\n"),
+                &spec("streamName: s\ndurableName: w\nbackoff: [1s, 2s]\nmaxDeliver: 1\n"),
                 &stream(),
                 &owner()
             )

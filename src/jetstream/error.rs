@@ -52,6 +52,10 @@ pub mod code {
     pub const MEMORY_EXCEEDED: u64 = 10028;
     /// Account resources exceeded.
     pub const ACCOUNT_EXCEEDED: u64 = 10002;
+    /// Maximum consumers reached (capacity can free up).
+    pub const MAXIMUM_CONSUMERS: u64 = 10026;
+    /// Maximum streams reached (capacity can free up).
+    pub const MAXIMUM_STREAMS: u64 = 10027;
 }
 
 /// An error talking to JetStream.
@@ -156,6 +160,8 @@ impl JsError {
                 | code::STORAGE_EXCEEDED
                 | code::MEMORY_EXCEEDED
                 | code::ACCOUNT_EXCEEDED
+                | code::MAXIMUM_CONSUMERS
+                | code::MAXIMUM_STREAMS
                 | code::NOT_ENABLED
                 | code::NOT_ENABLED_FOR_ACCOUNT => Disposition::Transient,
                 code::STREAM_INVALID_CONFIG

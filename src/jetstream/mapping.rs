@@ -96,6 +96,7 @@ pub fn source(s: &StreamSource) -> wire::Source {
     wire::Source {
         name: s.name.clone(),
         opt_start_seq: s.opt_start_seq.unwrap_or(0),
+        // Sent as written (the server stores it so); compared as an instant.
         opt_start_time: nonempty(&s.opt_start_time),
         filter_subject: s.filter_subject.clone().unwrap_or_default(),
         subject_transforms: s

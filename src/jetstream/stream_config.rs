@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::api::stream::{Compression, Discard, PersistMode, Retention, StreamSpec};
 
-use super::config::{AssetConfig, changed_fields, describe};
+use super::config::{AssetConfig, ServerVersion, changed_fields, describe};
 use super::mapping::{
     InvalidSpec, default_duplicate_window, dur, limit, nonempty, placement, republish, source,
     storage,
@@ -31,7 +31,9 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
         ));
     }
     let is_mirror = spec.mirror.is_some();
-    if duplicate_window == 0 && !is_mirror {
+    // checkStreamCfg: the default window applies to streams with neither a mirror nor
+    // sources; those keep 0.
+    if duplicate_window == 0 && !is_mirror && spec.sources.is_empty() {
         duplicate_window = default_duplicate_window(max_age);
     }
     if max_age != 0 && duplicate_window > max_age {
@@ -65,7 +67,8 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
     let mut metadata: BTreeMap<String, String> = spec.metadata.clone();
     owner.stamp(&mut metadata);
 
-    let config = StreamConfig {
+    let sealed = spec.sealed.unwrap_or(false);
+    let mut config = StreamConfig {
         name: spec.name.clone(),
         description: nonempty(&spec.description),
         subjects,
@@ -93,7 +96,7 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
         placement: placement(&spec.placement),
         mirror: spec.mirror.as_ref().map(source),
         sources: spec.sources.iter().map(source).collect(),
-        sealed: spec.sealed.unwrap_or(false),
+        sealed,
         deny_delete: spec.deny_delete.unwrap_or(false),
         deny_purge: spec.deny_purge.unwrap_or(false),
         allow_rollup_hdrs: allow_rollup,
@@ -124,7 +127,47 @@ pub fn desired(spec: &StreamSpec, owner: &Owner) -> Result<StreamConfig, Invalid
             _ => None,
         },
     };
+    if sealed {
+        seal(&mut config);
+    }
     Ok(config)
+}
+
+/// What sealing does to a stream (configUpdateCheckLocked: "adjustments for being
+/// sealed", applied even to pedantic requests): no max age, discard new, no deletes, no
+/// purges, no roll-ups.
+pub fn seal(c: &mut StreamConfig) {
+    c.sealed = true;
+    c.max_age = 0;
+    c.discard = "new".into();
+    c.deny_delete = true;
+    c.deny_purge = true;
+    c.allow_rollup_hdrs = false;
+}
+
+/// A mirror's direct get follows its origin's `allow_direct` when the origin is in the
+/// same JetStream and the spec does not say (checkStreamCfg: "Determine if we are
+/// inheriting direct gets"; a pedantic request with another value is refused).
+pub fn inherit_from_origin(
+    c: &mut StreamConfig,
+    spec_mirror_direct: Option<bool>,
+    origin: &StreamConfig,
+) {
+    if c.mirror.is_some() && spec_mirror_direct.is_none() {
+        c.mirror_direct = origin.allow_direct;
+    }
+}
+
+/// The origin of a mirror in the same JetStream (not external), whose settings shape the
+/// mirror's.
+pub fn mirror_origin(spec: &StreamSpec) -> Option<String> {
+    spec.mirror
+        .as_ref()
+        .filter(|m| {
+            nonempty(&m.external_api_prefix).is_none()
+                && nonempty(&m.external_deliver_prefix).is_none()
+        })
+        .map(|m| m.name.clone())
 }
 
 /// Normalises a config (ours or the server's) so that equal meaning gives equal values:
@@ -178,6 +221,16 @@ pub fn normalize(mut c: StreamConfig) -> StreamConfig {
     }
     c.subjects.sort();
     c.subjects.dedup();
+    // Start times name instants: an offset or UTC mean the same.
+    for src in c.sources.iter_mut().chain(c.mirror.as_mut()) {
+        if let Some(t) = src
+            .opt_start_time
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
+            src.opt_start_time = Some(t.to_string());
+        }
+    }
     c.sources.sort_by(|a, b| {
         a.name
             .cmp(&b.name)
@@ -203,17 +256,46 @@ impl AssetConfig for StreamConfig {
         Some(&self.subjects)
     }
 
+    /// Before 2.14.0, checkStreamCfg gave streams with sources the default duplicate
+    /// window too (only a mirror kept 0).
+    fn for_server(&mut self, version: ServerVersion) {
+        if version < (2, 14, 0)
+            && self.duplicate_window == 0
+            && self.mirror.is_none()
+            && !self.sources.is_empty()
+        {
+            self.duplicate_window = default_duplicate_window(self.max_age);
+        }
+    }
+
+    /// The first release whose `StreamConfig` carries the field.
+    fn introduced_in(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "metadata" | "compression" | "first_seq" | "subject_transform" | "consumer_limits" => {
+                "2.10"
+            }
+            "allow_msg_ttl" | "subject_delete_marker_ttl" => "2.11",
+            "allow_msg_counter" | "allow_atomic" | "allow_msg_schedules" | "persist_mode" => "2.12",
+            "allow_batched" => "2.14",
+            _ => return None,
+        })
+    }
+
     fn changes(desired: &Self, actual: &Self) -> Vec<String> {
         let d = normalize(desired.clone());
         let mut a = normalize(actual.clone());
         // first_seq only applies at creation.
         a.first_seq = d.first_seq;
-        // For a mirror the server derives mirror_direct from the origin; only compare it
-        // when the spec asks for it.
-        if d.mirror.is_some() && !d.mirror_direct {
-            a.mirror_direct = false;
-        }
         changed_fields(&d, &a)
+    }
+
+    fn creatable(&self) -> Option<Self> {
+        // A stream cannot be created sealed: create it open, then seal it.
+        self.sealed.then(|| {
+            let mut open = self.clone();
+            open.sealed = false;
+            open
+        })
     }
 
     fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String> {
@@ -406,6 +488,51 @@ nkey: ''
         assert_eq!(
             StreamConfig::changes(&d, &a),
             vec!["allow_direct", "max_age"]
+        );
+    }
+
+    #[test]
+    fn server_rules_for_sources_sealing_and_mirrors() {
+        // Sources (like a mirror) keep a duplicate window of 0.
+        let c = desired(&spec("name: s\nsources:\n- name: a\n"), &owner()).unwrap();
+        assert_eq!(c.duplicate_window, 0);
+        // Sealing forces its settings; a sealed stream is created open first.
+        let c = desired(&spec("name: s\nmaxAge: 1h\nsealed: true\n"), &owner()).unwrap();
+        assert!(c.sealed && c.deny_delete && c.deny_purge);
+        assert_eq!((c.max_age, c.discard.as_str()), (0, "new"));
+        let open = c.creatable().expect("created open first");
+        assert!(!open.sealed);
+        assert!(
+            desired(&spec("name: s\n"), &owner())
+                .unwrap()
+                .creatable()
+                .is_none()
+        );
+        // A mirror's direct get follows its origin's, unless the spec says.
+        let mut m = desired(&spec("name: m\nmirror: {name: o}\n"), &owner()).unwrap();
+        let origin = StreamConfig {
+            name: "o".into(),
+            allow_direct: true,
+            ..Default::default()
+        };
+        inherit_from_origin(&mut m, None, &origin);
+        assert!(m.mirror_direct);
+        let mut m = desired(
+            &spec("name: m\nmirror: {name: o}\nmirrorDirect: false\n"),
+            &owner(),
+        )
+        .unwrap();
+        inherit_from_origin(&mut m, Some(false), &origin);
+        assert!(!m.mirror_direct);
+        assert_eq!(
+            mirror_origin(&spec("name: m\nmirror: {name: o}\n")).as_deref(),
+            Some("o")
+        );
+        assert_eq!(
+            mirror_origin(&spec(
+                "name: m\nmirror: {name: o, externalApiPrefix: $JS.hub.API}\n"
+            )),
+            None
         );
     }
 

@@ -822,9 +822,20 @@ impl Nats {
 
     /// Like `start`, with `extra_conf` appended to the generated nats.conf (accounts, TLS, ...).
     pub async fn start_with_config(extra_conf: &str) -> Nats {
+        Self::start_version(None, extra_conf).await
+    }
+
+    /// Like `start_with_config`, running nats-server `minor` (`2.10`, ...: the
+    /// `.tools/nats-server-<minor>` scripts/install-tools installs) instead of the default.
+    pub async fn start_version(minor: Option<&str>, extra_conf: &str) -> Nats {
         tool("nats-server");
         let dir = new_tempdir("jso-nats-");
         let path = dir.path().to_path_buf();
+        if let Some(m) = minor {
+            let exe = tool(&format!("nats-server-{m}"));
+            std::os::unix::fs::symlink(&exe, path.join("nats-server"))
+                .unwrap_or_else(|e| panic!("cannot link {}: {e}", exe.display()));
+        }
         if !extra_conf.is_empty() {
             let out = run_local_env_async(vec!["nats-conf".into(), path.clone().into()])
                 .await
