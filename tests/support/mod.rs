@@ -950,6 +950,83 @@ impl Nats {
     }
 }
 
+/// A JetStream cluster of nats-servers on loopback, `jso`: routes between every node, a
+/// store each, node `i` tagged `az:<i>`.
+pub struct NatsCluster {
+    /// The nodes, in order.
+    pub nodes: Vec<Nats>,
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes at once (each waits for the others to form the cluster) and waits
+    /// until JetStream answers with a meta leader.
+    pub async fn start(n: usize) -> NatsCluster {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let route_urls: Vec<String> = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let confs: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "cluster {{\n  name: jso\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\nserver_tags: [\"az:{i}\"]",
+                    routes[i],
+                    route_urls.join(", ")
+                )
+            })
+            .collect();
+        let nodes =
+            futures::future::join_all(confs.iter().map(|c| Nats::start_with_config(c))).await;
+        let cluster = NatsCluster { nodes };
+        let client = cluster.client().await;
+        wait_until(
+            Duration::from_secs(60),
+            "the JetStream cluster to elect a meta leader",
+            || async {
+                let msg = client.request("$JS.API.INFO", "".into()).await.ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&msg.payload).ok()?;
+                v.get("error").is_none().then_some(())
+            },
+        )
+        .await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url().to_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The server name of node `i` (as cluster leaders are named).
+    pub fn name(&self, i: usize) -> String {
+        let port = self.nodes[i]
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        format!("local-env-{port}")
+    }
+
+    /// A client connected to the whole cluster.
+    pub async fn client(&self) -> async_nats::Client {
+        let urls: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.url().parse().ok())
+            .collect();
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(urls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}"))
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         if std::thread::panicking() {
