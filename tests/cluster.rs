@@ -228,10 +228,15 @@ async fn losing_a_streams_leader_recreates_nothing() {
     // Watch the object: it may go Reconciling, it must come back Ready.
     let mut not_ready: Option<Instant> = None;
     let mut worst = Duration::ZERO;
+    let mut told: Option<(Duration, String)> = None;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(o) = streams.get("ledger").await {
             let ready = condition(&o, "Ready").is_some_and(|(s, _, _)| s == "True");
+            match status_str(&o, "clusterLeader") {
+                Some(l) if told.is_none() && l != leader => told = Some((killed.elapsed(), l)),
+                _ => {}
+            }
             match (ready, not_ready) {
                 (false, None) => not_ready = Some(Instant::now()),
                 (true, Some(t)) => {
@@ -250,13 +255,19 @@ async fn losing_a_streams_leader_recreates_nothing() {
     assert_ne!(new_leader, leader);
     let obj = wait_ready(&streams, "ledger").await;
     eprintln!(
-        "CLUSTER leader {leader} killed: new leader {new_leader} elected after {elected:?}; over the 30 s after the kill the object was not Ready for {worst:?} at most; now {}",
+        "CLUSTER leader {leader} killed: new leader {new_leader} elected after {elected:?}; status named it after {:?}; over the 30 s after the kill the object was not Ready for {worst:?} at most; now {}",
+        told.as_ref().map(|t| t.0),
+        status_summary(&obj)
+    );
+    assert_eq!(
+        told.map(|t| t.1).as_deref(),
+        Some(new_leader.as_str()),
+        "within 30 s of the kill the status still named the old leader: {}",
         status_summary(&obj)
     );
     assert_eq!(
         status_str(&obj, "clusterLeader").as_deref(),
-        Some(new_leader.as_str()),
-        "the status names the old leader"
+        Some(new_leader.as_str())
     );
     assert_eq!(
         stream_info(&js, "ledger").await.expect("ledger").created,

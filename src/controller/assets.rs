@@ -156,6 +156,7 @@ pub async fn apply<K: Managed>(
             asset: K::Asset::asset_ref(&id),
             expected: None,
             seen: None,
+            facts: Facts::default(),
             ready: false,
             trigger,
         },
@@ -318,6 +319,7 @@ async fn drive_pause<K: Managed>(
     };
     match js.pause_consumer(&stream, &name, until).await {
         Ok(_) => {
+            attempt.facts.pause = Some(until.map(str::to_owned));
             if let Some(ev) = plan::pause_event(&step, subject) {
                 ctx.event(obj, K::KIND, &ev).await;
             }

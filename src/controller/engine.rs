@@ -189,7 +189,7 @@ async fn finish<K: Managed>(
         api_prefix: attempt.binding.api_prefix,
         adopted,
         deletion_policy: Some(plan::deletion_rule(&policies, adopted).policy()),
-        cluster_leader: attempt.facts.leader,
+        cluster_leader: attempt.facts.leader.clone(),
         replicas: attempt.facts.replicas,
         subjects: attempt
             .subjects
@@ -202,9 +202,10 @@ async fn finish<K: Managed>(
 
     let ready = state.is_ready();
     let mut became_ready_stream = None;
-    let (seen, expected) = (attempt.seen, attempt.expected);
+    let (seen, expected, facts) = (attempt.seen, attempt.expected, attempt.facts);
     ctx.registry.update(key, |r| {
         r.seen = seen;
+        r.facts = facts;
         r.ready = ready;
         r.expected = if ready { expected } else { None };
         if let AssetRef::Stream(s) = &r.asset {

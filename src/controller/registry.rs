@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::jetstream::api::JsApi;
-use crate::jetstream::asset::{AssetRef, Snapshot};
+use crate::jetstream::asset::{AssetRef, Facts, Snapshot};
 use crate::jetstream::connection::ConnEvent;
 
 /// Identity of a managed object.
@@ -38,6 +38,8 @@ pub struct Registration {
     pub expected: Option<Snapshot>,
     /// The asset as last seen on the server, normalised (`None`: missing or not read).
     pub seen: Option<Snapshot>,
+    /// Facts the status was last written with (leader, replicas, pause).
+    pub facts: Facts,
     /// Ready condition is True.
     pub ready: bool,
     /// Asks the controller to reconcile this object now.
@@ -133,26 +135,7 @@ impl Registry {
             Ok(m) => m
                 .objects
                 .values()
-                .filter(|r| match event {
-                    ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => {
-                        r.conn == *conn
-                    }
-                    ConnEvent::StreamChanged { conn, stream } => {
-                        r.conn == *conn && r.asset.stream() == stream
-                    }
-                    ConnEvent::StreamCreated { conn, stream } => {
-                        r.conn == *conn
-                            && matches!(&r.asset, AssetRef::Consumer { stream: s, .. } if s == stream)
-                    }
-                    ConnEvent::ConsumerDeleted {
-                        conn,
-                        stream,
-                        consumer,
-                    } => {
-                        r.conn == *conn
-                            && matches!(&r.asset, AssetRef::Consumer { stream: s, name } if s == stream && name == consumer)
-                    }
-                })
+                .filter(|r| concerns(event, r.conn, &r.asset))
                 .map(|r| r.trigger.clone())
                 .collect(),
             Err(_) => Vec::new(),
@@ -161,5 +144,91 @@ impl Registry {
             t();
         }
         targets.len()
+    }
+}
+
+/// Whether an event on a connection concerns the object managing `asset` on connection
+/// `on`.
+fn concerns(event: &ConnEvent, on: u64, asset: &AssetRef) -> bool {
+    match event {
+        ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => on == *conn,
+        // A stream deleted or edited: the stream, and its consumers, which may be gone.
+        ConnEvent::StreamChanged { conn, stream } => on == *conn && asset.stream() == stream,
+        ConnEvent::StreamCreated { conn, stream } => {
+            on == *conn && matches!(asset, AssetRef::Consumer { stream: s, .. } if s == stream)
+        }
+        ConnEvent::StreamLeaderElected { conn, stream } => {
+            on == *conn && matches!(asset, AssetRef::Stream(s) if s == stream)
+        }
+        ConnEvent::ConsumerChanged {
+            conn,
+            stream,
+            consumer,
+        } => {
+            on == *conn
+                && matches!(asset, AssetRef::Consumer { stream: s, name } if s == stream && name == consumer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_reach_the_objects_they_concern() {
+        let stream = AssetRef::Stream("orders".into());
+        let consumer = AssetRef::Consumer {
+            stream: "orders".into(),
+            name: "worker".into(),
+        };
+        let other = AssetRef::Consumer {
+            stream: "orders".into(),
+            name: "audit".into(),
+        };
+        let s = || "orders".to_string();
+        let cases = [
+            (ConnEvent::Reconnected { conn: 1 }, [true, true, true]),
+            (
+                ConnEvent::StreamChanged {
+                    conn: 1,
+                    stream: s(),
+                },
+                [true, true, true],
+            ),
+            (
+                ConnEvent::StreamCreated {
+                    conn: 1,
+                    stream: s(),
+                },
+                [false, true, true],
+            ),
+            // A new stream leader moves no consumer: 10,000 consumers are not re-read.
+            (
+                ConnEvent::StreamLeaderElected {
+                    conn: 1,
+                    stream: s(),
+                },
+                [true, false, false],
+            ),
+            (
+                ConnEvent::ConsumerChanged {
+                    conn: 1,
+                    stream: s(),
+                    consumer: "worker".into(),
+                },
+                [false, true, false],
+            ),
+        ];
+        for (event, want) in cases {
+            for (asset, want) in [&stream, &consumer, &other].into_iter().zip(want) {
+                assert_eq!(concerns(&event, 1, asset), want, "{event:?} for {asset:?}");
+                // Never across connections.
+                assert!(
+                    !concerns(&event, 2, asset),
+                    "{event:?} on another connection"
+                );
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::jetstream::api::JsApi;
-use crate::jetstream::asset::{AssetOps, AssetRef, ConsumerOps, Snapshot, StreamOps};
+use crate::jetstream::asset::{AssetOps, AssetRef, ConsumerOps, Facts, Snapshot, StreamOps};
 use crate::jetstream::connection::ConnEvent;
 use crate::jetstream::error::code;
 
@@ -38,14 +38,15 @@ pub async fn run_scans(ctx: Arc<Context>) {
 }
 
 /// Decides whether an object needs a reconcile, given what the server lists now
-/// (`None`: not listed).
-fn drifted(r: &Registration, listed: Option<Snapshot>, may_be_missing: bool) -> bool {
+/// (`None`: not listed). A Ready object whose leader, replicas or pause moved (a leader
+/// lost, a pause run out) is reconciled too, so its status says what is true now.
+fn drifted(r: &Registration, listed: Option<(Snapshot, Facts)>, may_be_missing: bool) -> bool {
     match listed {
         // Not listed: reconcile confirms with INFO before recreating, because a listing can
         // leave out assets that are offline.
         None => !may_be_missing && (r.ready || r.seen.is_some()),
-        Some(now) => match &r.expected {
-            Some(want) if r.ready => want.drifted(&now),
+        Some((now, facts)) => match &r.expected {
+            Some(want) if r.ready => want.drifted(&now) || facts.moved_from(&r.facts),
             // Not Ready (stalled, read-only, retrying): look again only when the server
             // side changed, so a stall never becomes a retry storm.
             _ => r.seen.as_ref() != Some(&now),
@@ -109,7 +110,7 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
             AssetRef::Stream(name) => {
                 let listed = by_name
                     .get(name.as_str())
-                    .map(|s| StreamOps::snapshot(&s.config));
+                    .map(|s| (StreamOps::snapshot(&s.config), StreamOps::facts(s)));
                 if drifted(r, listed, missing.contains(name)) {
                     triggered += trigger(key, r);
                 }
@@ -147,7 +148,7 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
             };
             let listed = by_consumer
                 .get(name.as_str())
-                .map(|c| ConsumerOps::snapshot(&c.config));
+                .map(|c| (ConsumerOps::snapshot(&c.config), ConsumerOps::facts(c)));
             if drifted(r, listed, missing_consumers.contains(name)) {
                 triggered += trigger(key, r);
             }

@@ -78,6 +78,21 @@ pub struct Facts {
     pub pause: Option<Option<String>>,
 }
 
+impl Facts {
+    /// Whether facts listed now say something the status (written from `recorded`) does
+    /// not. A fact the listing leaves out, or a cluster with no leader for the moment of
+    /// an election, is no news.
+    pub fn moved_from(&self, recorded: &Facts) -> bool {
+        let leader = self
+            .leader
+            .as_deref()
+            .is_some_and(|l| !l.is_empty() && recorded.leader.as_deref() != Some(l));
+        let replicas = self.replicas.is_some() && self.replicas != recorded.replicas;
+        let pause = self.pause.is_some() && self.pause != recorded.pause;
+        leader || replicas || pause
+    }
+}
+
 /// The server-side operations of one asset type.
 pub trait AssetOps: Send + Sync + 'static {
     /// Identity of the asset.
@@ -229,5 +244,39 @@ impl AssetOps for ConsumerOps {
     }
     async fn delete(js: &JsApi, id: &ConsumerId) -> Result<bool, JsError> {
         js.delete_consumer(&id.stream, &id.name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Facts;
+
+    fn facts(leader: Option<&str>, replicas: Option<i64>, pause: Option<Option<&str>>) -> Facts {
+        Facts {
+            leader: leader.map(str::to_owned),
+            replicas,
+            pause: pause.map(|p| p.map(str::to_owned)),
+        }
+    }
+
+    #[test]
+    fn facts_that_move_the_status() {
+        let written = facts(Some("n1"), Some(3), None);
+        // Nothing new.
+        assert!(!written.moved_from(&written));
+        // A new leader; replicas changed by someone.
+        assert!(facts(Some("n2"), Some(3), None).moved_from(&written));
+        assert!(facts(Some("n1"), Some(1), None).moved_from(&written));
+        // An election under way (no leader, or an empty name), or a listing without
+        // cluster facts, is no news.
+        assert!(!facts(None, Some(3), None).moved_from(&written));
+        assert!(!facts(Some(""), Some(3), None).moved_from(&written));
+        assert!(!facts(None, None, None).moved_from(&written));
+        // A standalone stream never had a leader.
+        assert!(!facts(None, Some(1), None).moved_from(&facts(None, Some(1), None)));
+        // A consumer's pause that ran out.
+        let paused = facts(None, None, Some(Some("2026-01-01T00:00:00Z")));
+        assert!(facts(None, None, Some(None)).moved_from(&paused));
+        assert!(!paused.moved_from(&paused));
     }
 }

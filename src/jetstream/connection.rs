@@ -210,8 +210,15 @@ pub enum ConnEvent {
         /// Stream name.
         stream: String,
     },
-    /// A consumer was deleted by someone.
-    ConsumerDeleted {
+    /// A stream has a new cluster leader (its consumers are not concerned).
+    StreamLeaderElected {
+        /// Connection key.
+        conn: u64,
+        /// Stream name.
+        stream: String,
+    },
+    /// A consumer was deleted by someone, or has a new cluster leader.
+    ConsumerChanged {
         /// Connection key.
         conn: u64,
         /// Stream name.
@@ -234,11 +241,17 @@ pub fn advisory_event(conn: u64, subject: &str) -> Option<ConnEvent> {
             conn,
             stream: (*stream).to_string(),
         }),
-        ["CONSUMER", "DELETED", stream, consumer] => Some(ConnEvent::ConsumerDeleted {
+        ["STREAM", "LEADER_ELECTED", stream] => Some(ConnEvent::StreamLeaderElected {
             conn,
             stream: (*stream).to_string(),
-            consumer: (*consumer).to_string(),
         }),
+        ["CONSUMER", "DELETED" | "LEADER_ELECTED", stream, consumer] => {
+            Some(ConnEvent::ConsumerChanged {
+                conn,
+                stream: (*stream).to_string(),
+                consumer: (*consumer).to_string(),
+            })
+        }
         _ => None,
     }
 }
@@ -663,6 +676,8 @@ async fn watch_advisories(
         "$JS.EVENT.ADVISORY.STREAM.DELETED.*",
         "$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
         "$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
+        "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*",
+        "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.*",
     ];
     let mut subs = Vec::new();
     for s in subjects {
@@ -740,7 +755,25 @@ mod tests {
         );
         assert_eq!(
             advisory_event(1, "$JS.EVENT.ADVISORY.CONSUMER.DELETED.orders.worker"),
-            Some(ConnEvent::ConsumerDeleted {
+            Some(ConnEvent::ConsumerChanged {
+                conn: 1,
+                stream: "orders".into(),
+                consumer: "worker".into()
+            })
+        );
+        assert_eq!(
+            advisory_event(1, "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.orders"),
+            Some(ConnEvent::StreamLeaderElected {
+                conn: 1,
+                stream: "orders".into()
+            })
+        );
+        assert_eq!(
+            advisory_event(
+                1,
+                "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.orders.worker"
+            ),
+            Some(ConnEvent::ConsumerChanged {
                 conn: 1,
                 stream: "orders".into(),
                 consumer: "worker".into()
