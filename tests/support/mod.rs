@@ -849,6 +849,11 @@ impl Nats {
             writeln!(f, "\n# appended by the test harness\n{extra_conf}")
                 .unwrap_or_else(|e| panic!("cannot write {conf}: {e}"));
         }
+        Self::run_in(Some(dir), path).await
+    }
+
+    /// Starts the nats-server whose nats.conf is in `path` (kept in `dir` when given).
+    async fn run_in(dir: Option<tempfile::TempDir>, path: PathBuf) -> Nats {
         let keep = if keep_dirs() { "1" } else { "" };
         let watchdog = spawn_watchdog(
             "\"$1\" nats-stop \"$2\"; [ -n \"$3\" ] || rm -rf \"$2\"",
@@ -859,7 +864,7 @@ impl Nats {
             ],
         );
         let mut nats = Nats {
-            dir: Some(dir),
+            dir,
             path,
             url: String::new(),
             running: false,
@@ -953,31 +958,37 @@ impl Nats {
 /// A JetStream cluster of nats-servers on loopback, `jso`: routes between every node, a
 /// store each, node `i` tagged `az:<i>`.
 pub struct NatsCluster {
-    /// The nodes, in order.
+    /// The nodes, in order (stopped before their directory goes).
     pub nodes: Vec<Nats>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl NatsCluster {
-    /// Starts `n` nodes at once (each waits for the others to form the cluster) and waits
-    /// until JetStream answers with a meta leader.
+    /// Starts an `n`-node cluster as `scripts/local-env cluster-conf` writes it (cluster
+    /// `jso`, node `i` tagged `az:<i>`), all nodes at once, and waits until JetStream
+    /// answers with a meta leader.
     pub async fn start(n: usize) -> NatsCluster {
-        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let route_urls: Vec<String> = routes
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        tool("nats-server");
+        let dir = new_tempdir("jso-cluster-");
+        let out = run_local_env_async(vec![
+            "cluster-conf".into(),
+            dir.path().into(),
+            n.to_string().into(),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let paths: Vec<PathBuf> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("NATS_NODE="))
+            .map(PathBuf::from)
             .collect();
-        let confs: Vec<String> = (0..n)
-            .map(|i| {
-                format!(
-                    "cluster {{\n  name: jso\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\nserver_tags: [\"az:{i}\"]",
-                    routes[i],
-                    route_urls.join(", ")
-                )
-            })
-            .collect();
+        assert_eq!(paths.len(), n, "local-env cluster-conf printed: {out}");
         let nodes =
-            futures::future::join_all(confs.iter().map(|c| Nats::start_with_config(c))).await;
-        let cluster = NatsCluster { nodes };
+            futures::future::join_all(paths.into_iter().map(|p| Nats::run_in(None, p))).await;
+        let cluster = NatsCluster {
+            nodes,
+            dir: Some(dir),
+        };
         let client = cluster.client().await;
         wait_until(
             Duration::from_secs(60),
@@ -1024,6 +1035,18 @@ impl NatsCluster {
             .connect(urls)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}"))
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        // The nodes stop (and, unless kept, remove their directories) first.
+        self.nodes.clear();
+        if keep_dirs()
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("kept cluster dir {}", d.keep().display());
+        }
     }
 }
 
