@@ -223,6 +223,7 @@ pub async fn apply<K: Managed>(
         owner: &owner,
         policies,
         history,
+        server: js.server_version(),
     });
     debug!(object = %key, plan = %plan.kind(), "planned");
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::api::common::DeletionPolicy;
 use crate::api::conditions::{Cond, READY, RECONCILING, STALLED, reason};
-use crate::jetstream::config::AssetConfig;
+use crate::jetstream::config::{AssetConfig, ServerVersion};
 use crate::jetstream::error::{Disposition, JsError};
 use crate::jetstream::owner::{Owner, Ownership};
 
@@ -414,6 +414,14 @@ pub enum Refusal {
     UpdatePrevented(Vec<String>),
     /// It differs in fields JetStream cannot change in place (described).
     Immutable(Vec<String>),
+    /// The spec asks for settings the server's version does not know (an older server
+    /// would drop them without a word), so nothing is written.
+    NeedsNewerServer {
+        /// The server's version.
+        server: String,
+        /// The settings, each with the release that introduced it.
+        fields: Vec<String>,
+    },
 }
 
 /// Why a matching asset is not stamped with the owner marker.
@@ -496,6 +504,8 @@ named_enum! {
         RefuseUpdatePrevented => "Refuse/UpdatePrevented",
         /// [`Refusal::Immutable`].
         RefuseImmutable => "Refuse/Immutable",
+        /// [`Refusal::NeedsNewerServer`].
+        RefuseNeedsNewerServer => "Refuse/NeedsNewerServer",
     }
 }
 
@@ -517,6 +527,7 @@ impl Plan {
                 Refusal::ReadOnly(_) => PlanKind::RefuseReadOnly,
                 Refusal::UpdatePrevented(_) => PlanKind::RefuseUpdatePrevented,
                 Refusal::Immutable(_) => PlanKind::RefuseImmutable,
+                Refusal::NeedsNewerServer { .. } => PlanKind::RefuseNeedsNewerServer,
             },
         }
     }
@@ -544,6 +555,8 @@ pub struct ApplyFacts<'a, C> {
     pub policies: Policies,
     /// What the previous status says.
     pub history: &'a History,
+    /// The server's version ([`NEWEST`](crate::jetstream::config::NEWEST) when unknown).
+    pub server: ServerVersion,
 }
 
 /// Decides what to do with an asset. The configurations are compared once, here.
@@ -554,6 +567,15 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
             deleted: f.history.was_ready || f.history.waiting_for_deleted_stream,
         };
     };
+    // Before anything is written or taken over: what the server would silently drop.
+    let newer = desired.needs_newer(f.server);
+    if !newer.is_empty() {
+        let (major, minor, patch) = f.server;
+        return Plan::Refuse(Refusal::NeedsNewerServer {
+            server: format!("{major}.{minor}.{patch}"),
+            fields: newer,
+        });
+    }
     let Some(observed) = f.observed else {
         if p.read_only {
             return Plan::Refuse(Refusal::ReadOnlyMissing);
@@ -855,6 +877,13 @@ fn refusal_state(r: &Refusal, s: &Subject) -> State {
                 ),
             );
         }
+        Refusal::NeedsNewerServer { server, fields } => (
+            reason::NOT_SUPPORTED,
+            format!(
+                "the spec asks for settings nats-server {server} does not know: {}; it would drop them without a word, so {noun} {id} is left as it is: upgrade the server or take them out of the spec",
+                fields.join(", ")
+            ),
+        ),
         Refusal::Immutable(fields) => (
             reason::NOT_SUPPORTED,
             format!(

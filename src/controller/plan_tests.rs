@@ -17,6 +17,7 @@ use crate::api::objectstore::ObjectStore;
 use crate::api::stream::Stream;
 use crate::controller::kinds::{ConfigOf, Managed};
 use crate::jetstream::asset::AssetOps;
+use crate::jetstream::config::{NEWEST, parse_version};
 use crate::jetstream::owner::{CLUSTER_KEY, MARKER_KEYS, OWNER_KEY, OWNER_KIND_KEY};
 use crate::jetstream::wire::StreamConfig;
 
@@ -260,6 +261,9 @@ struct ApplyCase {
     event: Option<Option<ExpectEvent>>,
     #[serde(default)]
     adopted: Option<bool>,
+    /// The server's version (`2.10.0`, ...); the newest when left out.
+    #[serde(default)]
+    server: Option<String>,
 }
 
 fn object() -> String {
@@ -330,10 +334,15 @@ fn run_apply<K: Managed>(c: &ApplyCase, seen: &mut Seen) {
         merge(&mut base, &c.stream);
         Some(serde_json::from_value::<StreamConfig>(base).unwrap())
     });
+    let server = c.server.as_deref().map_or(NEWEST, parse_version);
     let desired: Option<ConfigOf<K>> = match &stream {
         Some(None) => None,
         parent => Some(
             obj.desired(&owner, parent.as_ref().and_then(|p| p.as_ref()))
+                .map(|mut d| {
+                    d.for_server(server);
+                    d
+                })
                 .unwrap_or_else(|e| panic!("{}: desired: {e}", c.name)),
         ),
     };
@@ -388,6 +397,7 @@ fn run_apply<K: Managed>(c: &ApplyCase, seen: &mut Seen) {
         owner: &owner,
         policies: c.policies,
         history: &c.history,
+        server,
     };
     let got = apply(&facts);
     assert!(

@@ -16,6 +16,16 @@ pub type ServerVersion = (u32, u32, u32);
 /// The newest server behaviour, for decisions made without a server at hand.
 pub const NEWEST: ServerVersion = (u32::MAX, 0, 0);
 
+/// Of `uses` (whether the configuration asks for it, its field, the release that
+/// introduced it), those `version` does not know, named as [`AssetConfig::needs_newer`]
+/// says.
+pub fn newer_than(version: ServerVersion, uses: &[(bool, &str, &str)]) -> Vec<String> {
+    uses.iter()
+        .filter(|(used, _, release)| *used && version < parse_version(release))
+        .map(|(_, field, release)| format!("{field} (nats-server {release} or newer)"))
+        .collect()
+}
+
 /// Parses `2.10.26` (or `v2.10.26-RC.1`) into a version; unknown parts are 0.
 pub fn parse_version(v: &str) -> ServerVersion {
     let mut it = v
@@ -59,6 +69,13 @@ pub trait AssetConfig:
     fn introduced_in(field: &str) -> Option<&'static str> {
         let _ = field;
         None
+    }
+    /// The settings this configuration asks for that `version` does not know, each as
+    /// `field (nats-server X or newer)`: an older server would drop them without a word,
+    /// so the asset is not written at all.
+    fn needs_newer(&self, version: ServerVersion) -> Vec<String> {
+        let _ = version;
+        Vec::new()
     }
     /// The subjects the asset stores messages on (streams), for display.
     fn subjects(&self) -> Option<&[String]> {

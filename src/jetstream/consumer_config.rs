@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::api::consumer::{AckPolicy, ConsumerSpec, DeliverPolicy, PriorityPolicy, ReplayPolicy};
 
-use super::config::{AssetConfig, changed_fields, describe};
+use super::config::{AssetConfig, ServerVersion, changed_fields, describe, newer_than};
 use super::mapping::{InvalidSpec, dur, nonempty};
 use super::owner::Owner;
 use super::wire::{ConsumerConfig, StreamConfig};
@@ -232,6 +232,35 @@ impl AssetConfig for ConsumerConfig {
             "ack_policy" | "flow_control" | "idle_heartbeat" => "2.14",
             _ => return None,
         })
+    }
+
+    /// The settings of the releases after 2.10 (server/consumer.go `ConsumerConfig`,
+    /// release by release). A pause asked for is among them: a 2.10 server would create
+    /// the consumer and deliver at once, so it is refused before anything is written.
+    fn needs_newer(&self, version: ServerVersion) -> Vec<String> {
+        let policy = self.priority_policy.as_str();
+        newer_than(
+            version,
+            &[
+                (self.pause_until.is_some(), "pause_until", "2.11"),
+                (!self.priority_groups.is_empty(), "priority_groups", "2.11"),
+                (
+                    !policy.is_empty() && policy != "none",
+                    "priority_policy",
+                    "2.11",
+                ),
+                (
+                    policy == "prioritized",
+                    "priority_policy prioritized",
+                    "2.12",
+                ),
+                (
+                    self.ack_policy == "flow_control",
+                    "ack_policy flow_control",
+                    "2.14",
+                ),
+            ],
+        )
     }
 
     /// The pause is not compared: it is driven through the pause API.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::api::stream::{Compression, Discard, PersistMode, Retention, StreamSpec};
 
-use super::config::{AssetConfig, ServerVersion, changed_fields, describe};
+use super::config::{AssetConfig, ServerVersion, changed_fields, describe, newer_than};
 use super::mapping::{
     InvalidSpec, default_duplicate_window, dur, limit, nonempty, placement, republish, source,
     storage,
@@ -279,6 +279,31 @@ impl AssetConfig for StreamConfig {
             "allow_batched" => "2.14",
             _ => return None,
         })
+    }
+
+    /// The settings of the releases after 2.10 (server/stream.go `StreamConfig`, release
+    /// by release).
+    fn needs_newer(&self, version: ServerVersion) -> Vec<String> {
+        let persist = self
+            .persist_mode
+            .as_deref()
+            .is_some_and(|m| !m.is_empty() && m != "default");
+        newer_than(
+            version,
+            &[
+                (self.allow_msg_ttl, "allow_msg_ttl", "2.11"),
+                (
+                    self.subject_delete_marker_ttl > 0,
+                    "subject_delete_marker_ttl",
+                    "2.11",
+                ),
+                (self.allow_msg_counter, "allow_msg_counter", "2.12"),
+                (self.allow_atomic, "allow_atomic", "2.12"),
+                (self.allow_msg_schedules, "allow_msg_schedules", "2.12"),
+                (persist, "persist_mode", "2.12"),
+                (self.allow_batched, "allow_batched", "2.14"),
+            ],
+        )
     }
 
     fn changes(desired: &Self, actual: &Self) -> Vec<String> {
