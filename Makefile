@@ -11,7 +11,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/jetstream-operator
 help:
 	@echo "make demo   local control plane + NATS + operator + examples (Ctrl-C stops it)"
 	@echo "make test   fmt, clippy, unit tests, CRD sync check, integration tests on real components"
-	@echo "make bench  apply N Streams at once and report convergence, writes, requests, memory (N=1000)"
+	@echo "make bench  N Streams + N Consumers: convergence, cold start, rest, drift repair, memory (BENCH_N=1000)"
 	@echo "make conformance  the conformance corpus on nats-server 2.10, 2.11, 2.12, 2.14 and 2.15"
 	@echo "make crds   regenerate crds/ from the Rust types"
 
@@ -56,7 +56,7 @@ demo: tools build
 
 BENCH_N ?= 1000
 bench: tools
-	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench streams
+	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench scale
 
 clean-run:
 	rm -rf .run

@@ -13,6 +13,11 @@ use support::*;
 
 /// The longest a drift repair may take (resync 3s plus margin).
 const REPAIR_DEADLINE: Duration = Duration::from_secs(10);
+/// The longest a drift repair driven by advisories may take: the resync of these tests is
+/// an hour, so only an advisory can bring the repair this soon.
+const EVENT_DEADLINE: Duration = Duration::from_secs(5);
+/// A resync interval no test outlives.
+const NO_RESYNC: &str = "1h";
 /// Polling interval where a delay is measured.
 const MEASURE_POLL: Duration = Duration::from_millis(10);
 
@@ -332,7 +337,7 @@ async fn consumer_pause_until_uses_the_pause_api() {
 
 #[tokio::test]
 async fn consumer_drift_deleted_is_recreated() {
-    let env = Env::start("c-drift-del").await;
+    let env = Env::start_with_resync("c-drift-del", NO_RESYNC).await;
     env.apply(&stream_yaml("audit", "subjects: [\"audit.>\"]"));
     env.apply(&consumer_yaml("auditor", "audit", "maxAckPending: 10"));
     wait_ready(&env.consumers, "auditor").await;
@@ -349,9 +354,9 @@ async fn consumer_drift_deleted_is_recreated() {
         .expect("delete consumer");
     let t0 = Instant::now();
     let back = wait_until_every(
-        REPAIR_DEADLINE,
+        EVENT_DEADLINE,
         MEASURE_POLL,
-        "consumer auditor to be recreated",
+        "consumer auditor to be recreated (from the advisory: resync is 1h)",
         || async { consumer_info(&js, "audit", "auditor").await },
     )
     .await;
@@ -386,7 +391,7 @@ async fn consumer_drift_deleted_is_recreated() {
 
 #[tokio::test]
 async fn consumer_drift_edited_is_reverted() {
-    let env = Env::start("c-drift-edit").await;
+    let env = Env::start_with_resync("c-drift-edit", NO_RESYNC).await;
     env.apply(&stream_yaml("billing", "subjects: [\"billing.>\"]"));
     env.apply(&consumer_yaml(
         "biller",
@@ -416,10 +421,11 @@ async fn consumer_drift_edited_is_reverted() {
         "the edit did not land"
     );
     let t0 = Instant::now();
+    // JetStream has no consumer-updated advisory: the API audit advisory tells.
     let reverted = wait_until_every(
-        REPAIR_DEADLINE,
+        EVENT_DEADLINE,
         MEASURE_POLL,
-        "consumer biller to be reverted",
+        "consumer biller to be reverted (from the audit advisory: resync is 1h)",
         || async {
             let i = consumer_info(&js, "billing", "biller").await?;
             (i.config.max_ack_pending == 10).then_some(i)
@@ -442,6 +448,141 @@ async fn consumer_drift_edited_is_reverted() {
             .collect::<Vec<_>>()
     );
     wait_ready(&env.consumers, "biller").await;
+}
+
+/// Pauses (`Some` RFC 3339 time) or resumes a consumer through the plain JetStream API.
+async fn pause_out_of_band(client: &async_nats::Client, stream: &str, name: &str, until: &str) {
+    let reply = client
+        .request(
+            format!("$JS.API.CONSUMER.PAUSE.{stream}.{name}"),
+            serde_json::json!({ "pause_until": until })
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pause {stream}/{name}: {e}"));
+    let answer: serde_json::Value =
+        serde_json::from_slice(&reply.payload).expect("a JSON pause response");
+    assert_eq!(
+        answer["paused"], true,
+        "the out-of-band pause did not land: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn consumer_drift_paused_is_resumed() {
+    let env = Env::start_with_resync("c-drift-pause", NO_RESYNC).await;
+    env.apply(&stream_yaml("parcels", "subjects: [\"parcels.>\"]"));
+    env.apply(&consumer_yaml("courier", "parcels", ""));
+    wait_ready(&env.consumers, "courier").await;
+    let js = env.js().await;
+    let created = consumer_info(&js, "parcels", "courier")
+        .await
+        .expect("consumer courier")
+        .created;
+
+    let client = async_nats::connect(env.nats.url()).await.expect("connect");
+    pause_out_of_band(&client, "parcels", "courier", "2999-01-01T00:00:00Z").await;
+    let t0 = Instant::now();
+    let resumed = wait_until_every(
+        EVENT_DEADLINE,
+        MEASURE_POLL,
+        "consumer courier to be resumed (from the pause advisory: resync is 1h)",
+        || async {
+            let i = consumer_info(&js, "parcels", "courier").await?;
+            (!i.paused).then_some(i)
+        },
+    )
+    .await;
+    eprintln!("DRIFT-REPAIR consumer pause ms={}", ms(t0.elapsed()));
+    assert_eq!(resumed.created, created, "resumed by recreating");
+    wait_ready(&env.consumers, "courier").await;
+}
+
+#[tokio::test]
+async fn consumer_drift_found_by_scans_where_advisories_are_denied() {
+    // The operator's user may not subscribe to advisories; an admin edits behind its back.
+    let cp = control_plane().await;
+    let ns = TestNs::new("c-drift-denied").await;
+    let nats = Nats::start_with_config(
+        "authorization {\n  users: [\n    {user: op, password: op-pw, permissions: {subscribe: {deny: [\"$JS.EVENT.ADVISORY.>\"]}}}\n    {user: admin, password: admin-pw}\n  ]\n}",
+    )
+    .await;
+    let op = Operator::start(
+        cp,
+        &[
+            "--servers",
+            nats.url(),
+            "--user",
+            "op",
+            "--password",
+            "op-pw",
+            "--namespace",
+            ns.name(),
+            "--resync-interval",
+            "2s",
+            "--admin-address",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    let consumers = dyn_api(cp, ns.name(), "consumers");
+    apply_ok(
+        cp,
+        ns.name(),
+        &stream_yaml("ledger", "subjects: [\"ledger.>\"]"),
+    );
+    apply_ok(
+        cp,
+        ns.name(),
+        &consumer_yaml("clerk", "ledger", "maxAckPending: 10"),
+    );
+    wait_ready(&consumers, "clerk").await;
+    wait_until(
+        WAIT,
+        "the operator to say advisories are denied",
+        || async {
+            op.log()
+                .contains("may not subscribe to JetStream advisories")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let admin =
+        async_nats::ConnectOptions::with_user_and_password("admin".into(), "admin-pw".into())
+            .connect(nats.url())
+            .await
+            .expect("connect as admin");
+    let js = async_nats::jetstream::new(admin);
+    let before = consumer_info(&js, "ledger", "clerk").await.expect("clerk");
+    let mut cfg = before.config.clone();
+    cfg.max_ack_pending = 999;
+    let edited = js
+        .get_stream("ledger")
+        .await
+        .expect("stream ledger")
+        .update_consumer(cfg)
+        .await
+        .expect("update consumer out of band");
+    assert_eq!(edited.cached_info().config.max_ack_pending, 999);
+    let t0 = Instant::now();
+    wait_until_every(
+        REPAIR_DEADLINE,
+        MEASURE_POLL,
+        "consumer clerk to be reverted by the scan",
+        || async {
+            let i = consumer_info(&js, "ledger", "clerk").await?;
+            (i.config.max_ack_pending == 10).then_some(i)
+        },
+    )
+    .await;
+    eprintln!(
+        "DRIFT-REPAIR consumer edit without advisories ms={}",
+        ms(t0.elapsed())
+    );
+    // The denial is not an error of the connection: the object stays Ready.
+    wait_ready(&consumers, "clerk").await;
 }
 
 #[tokio::test]

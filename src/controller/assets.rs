@@ -164,11 +164,20 @@ pub async fn apply<K: Managed>(
 
     // The stream the asset lives in, when it has one: its limits shape the defaults. Else
     // a stream that shapes the asset when it exists (a mirror's origin).
+    // Consumers of one stream share a recent read of it (see `stream_reads`).
     let stream = match K::Asset::stream(&id) {
         None => None,
-        Some(name) => match js.stream_info(name).await {
-            Ok(info) => Some(info.map(|i| i.config)),
-            Err(e) => return failed(&e, binding),
+        Some(name) => match ctx.stream_reads.get(conn.key, js.prefix(), name) {
+            Some(config) => Some(Some(config.as_ref().clone())),
+            None => match js.stream_info(name).await {
+                Ok(info) => {
+                    if let Some(i) = &info {
+                        ctx.stream_reads.put(conn.key, js.prefix(), &i.config);
+                    }
+                    Some(info.map(|i| i.config))
+                }
+                Err(e) => return failed(&e, binding),
+            },
         },
     };
     let origin = match (&stream, obj.origin()) {
@@ -197,52 +206,61 @@ pub async fn apply<K: Managed>(
             }
         },
     };
-    let mut stream_vanished = false;
-    let info = match &desired {
-        None => None,
-        Some(_) => match K::Asset::get(&js, &id).await {
-            Ok(i) => i,
-            // The stream went away since it was read: wait for it like a missing one.
-            Err(e) if e.is(code::STREAM_NOT_FOUND) => {
-                stream_vanished = true;
-                None
-            }
-            Err(e) => return failed(&e, binding),
-        },
-    };
-    let observed = info.as_ref().map(K::Asset::config);
-    // An adopted asset keeps its adoption mark through every update.
-    if let (Some(d), Some(o)) = (desired.as_mut(), observed)
-        && owner::adopted(o.metadata())
-    {
-        owner::mark_adopted(d.metadata_mut());
-    }
-    let plan = plan::apply(&ApplyFacts {
-        desired: desired.as_ref().filter(|_| !stream_vanished),
-        observed,
-        owner: &owner,
-        policies,
-        history,
-        server: js.server_version(),
-    });
-    debug!(object = %key, plan = %plan.kind(), "planned");
-
-    if let (Plan::Adopt { .. }, Some(d)) = (&plan, desired.as_mut()) {
-        owner::mark_adopted(d.metadata_mut());
-    }
-    let written = match (&plan, &desired) {
-        (Plan::Create { .. }, Some(d)) => Some(match d.creatable() {
-            None => K::Asset::create(&js, &id, d).await,
-            // Created as it can be, then brought to what the spec says (a sealed stream).
-            Some(first) => match K::Asset::create(&js, &id, &first).await {
-                Ok(_) => K::Asset::update(&js, &id, d).await,
-                Err(e) => Err(e),
+    // A new stream is created without a read first (see `plan::observe_first`); when the
+    // name turns out to be taken, it is read and planned again.
+    let mut observe = plan::observe_first(K::Asset::stream(&id).is_none(), history, policies);
+    let (info, plan, written) = loop {
+        let mut stream_vanished = false;
+        let info = match &desired {
+            Some(_) if observe => match K::Asset::get(&js, &id).await {
+                Ok(i) => i,
+                // The stream went away since it was read: wait for it like a missing one.
+                Err(e) if e.is(code::STREAM_NOT_FOUND) => {
+                    stream_vanished = true;
+                    None
+                }
+                Err(e) => return failed(&e, binding),
             },
-        }),
-        (Plan::Adopt { .. } | Plan::Update { .. }, Some(d)) => {
-            Some(K::Asset::update(&js, &id, d).await)
+            _ => None,
+        };
+        let observed = info.as_ref().map(K::Asset::config);
+        // An adopted asset keeps its adoption mark through every update.
+        if let (Some(d), Some(o)) = (desired.as_mut(), observed)
+            && owner::adopted(o.metadata())
+        {
+            owner::mark_adopted(d.metadata_mut());
         }
-        _ => None,
+        let plan = plan::apply(&ApplyFacts {
+            desired: desired.as_ref().filter(|_| !stream_vanished),
+            observed,
+            owner: &owner,
+            policies,
+            history,
+            server: js.server_version(),
+        });
+        debug!(object = %key, plan = %plan.kind(), observed = observe, "planned");
+
+        if let (Plan::Adopt { .. }, Some(d)) = (&plan, desired.as_mut()) {
+            owner::mark_adopted(d.metadata_mut());
+        }
+        let written = match (&plan, &desired) {
+            (Plan::Create { .. }, Some(d)) => Some(match d.creatable() {
+                None => K::Asset::create(&js, &id, d).await,
+                // Created as it can be, then brought to what the spec says (a sealed stream).
+                Some(first) => match K::Asset::create(&js, &id, &first).await {
+                    Ok(_) => K::Asset::update(&js, &id, d).await,
+                    Err(e) => Err(e),
+                },
+            }),
+            (Plan::Adopt { .. } | Plan::Update { .. }, Some(d)) => {
+                Some(K::Asset::update(&js, &id, d).await)
+            }
+            _ => None,
+        };
+        match &written {
+            Some(Err(e)) if !observe && e.is(code::STREAM_NAME_EXISTS) => observe = true,
+            _ => break (info, plan, written),
+        }
     };
     let mut error = None;
     let executed = match &written {
@@ -269,6 +287,10 @@ pub async fn apply<K: Managed>(
         Some(Ok(i)) => Some(i),
         _ => info.as_ref(),
     };
+    // A stream as the server holds it now: its consumers need not read it again.
+    if let Some(config) = latest.and_then(K::Asset::stream_config) {
+        ctx.stream_reads.put(conn.key, js.prefix(), config);
+    }
     let mut attempt = Attempt {
         state: conclusion.state,
         binding,

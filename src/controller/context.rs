@@ -17,6 +17,7 @@ use crate::metrics::{ErrorCategory, Metrics, Write};
 use super::connect::{DefaultConnection, Resolver, listed};
 use super::plan::{self, AdoptionPolicy};
 use super::registry::Registry;
+use super::stream_reads::StreamReads;
 
 /// Name of the field manager and the event reporter.
 pub const MANAGER: &str = "jetstream-operator";
@@ -111,6 +112,8 @@ pub struct Context {
     pub registry: Registry,
     /// Resolves the connections of objects and Accounts.
     pub resolver: Resolver,
+    /// Stream configurations read or written recently (consumers' limits).
+    pub stream_reads: StreamReads,
     /// Consecutive transient failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The status last written per object (by uid): newer than a cached object can be, so
@@ -139,6 +142,7 @@ impl Context {
             settings.default_connection_namespaces.clone(),
             settings.credentials_dirs.clone(),
         );
+        let stream_reads = StreamReads::new(settings.resync, 100_000);
         Self {
             client,
             settings,
@@ -147,6 +151,7 @@ impl Context {
             recorder,
             registry: Registry::default(),
             resolver,
+            stream_reads,
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
         }

@@ -16,3 +16,4 @@ pub mod runner;
 pub mod scanner;
 pub mod status;
 pub mod stream;
+pub mod stream_reads;

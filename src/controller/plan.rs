@@ -631,6 +631,20 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
     }
 }
 
+/// Whether an apply reads the asset before planning. A stream the object never had (the
+/// object was never Ready nor stalled, and the operator may write) is most likely absent:
+/// it is created straight away, and read only when the server answers that the name is
+/// taken (a refused stream create changes nothing). Consumers are always read first: on a
+/// standalone nats-server without the fix of nats-server#8491, a refused consumer create
+/// destroys the stored state of the consumer that has the name.
+pub fn observe_first(is_stream: bool, history: &History, policies: Policies) -> bool {
+    !is_stream
+        || policies.read_only
+        || history.was_ready
+        || history.adopted
+        || history.stalled_for_generation.is_some()
+}
+
 /// What performing an apply plan came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Executed<'a, C> {

@@ -672,3 +672,47 @@ fn decision_tables() {
         "stall cases must announce and stay quiet"
     );
 }
+
+#[test]
+fn only_new_streams_are_created_without_a_read() {
+    let new = History::default();
+    let writable = Policies::default();
+    assert!(!observe_first(true, &new, writable), "a new stream");
+    assert!(
+        observe_first(false, &new, writable),
+        "consumers: always read first"
+    );
+    let read_only = Policies {
+        read_only: true,
+        ..writable
+    };
+    assert!(
+        observe_first(true, &new, read_only),
+        "read-only creates nothing"
+    );
+    for (what, h) in [
+        (
+            "was Ready",
+            History {
+                was_ready: true,
+                ..History::default()
+            },
+        ),
+        (
+            "adopted",
+            History {
+                adopted: true,
+                ..History::default()
+            },
+        ),
+        (
+            "stalled",
+            History {
+                stalled_for_generation: Some("ResourceConflict".into()),
+                ..History::default()
+            },
+        ),
+    ] {
+        assert!(observe_first(true, &h, writable), "{what}");
+    }
+}

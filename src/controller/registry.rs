@@ -152,13 +152,16 @@ impl Registry {
 fn concerns(event: &ConnEvent, on: u64, asset: &AssetRef) -> bool {
     match event {
         ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => on == *conn,
-        // A stream deleted or edited: the stream, and its consumers, which may be gone.
-        ConnEvent::StreamChanged { conn, stream } => on == *conn && asset.stream() == stream,
+        // A stream deleted: the stream, and its consumers, which went with it.
+        ConnEvent::StreamDeleted { conn, stream } => on == *conn && asset.stream() == stream,
+        // A stream edited or with a new leader moves no consumer: 10,000 consumers of one
+        // stream are not re-read.
+        ConnEvent::StreamUpdated { conn, stream }
+        | ConnEvent::StreamLeaderElected { conn, stream } => {
+            on == *conn && matches!(asset, AssetRef::Stream(s) if s == stream)
+        }
         ConnEvent::StreamCreated { conn, stream } => {
             on == *conn && matches!(asset, AssetRef::Consumer { stream: s, .. } if s == stream)
-        }
-        ConnEvent::StreamLeaderElected { conn, stream } => {
-            on == *conn && matches!(asset, AssetRef::Stream(s) if s == stream)
         }
         ConnEvent::ConsumerChanged {
             conn,
@@ -190,11 +193,18 @@ mod tests {
         let cases = [
             (ConnEvent::Reconnected { conn: 1 }, [true, true, true]),
             (
-                ConnEvent::StreamChanged {
+                ConnEvent::StreamDeleted {
                     conn: 1,
                     stream: s(),
                 },
                 [true, true, true],
+            ),
+            (
+                ConnEvent::StreamUpdated {
+                    conn: 1,
+                    stream: s(),
+                },
+                [true, false, false],
             ),
             (
                 ConnEvent::StreamCreated {
@@ -203,7 +213,6 @@ mod tests {
                 },
                 [false, true, true],
             ),
-            // A new stream leader moves no consumer: 10,000 consumers are not re-read.
             (
                 ConnEvent::StreamLeaderElected {
                     conn: 1,

@@ -1,8 +1,16 @@
 //! Drift detection without an INFO per object: every resync interval, list the streams of
-//! each connection (one request per page) and the consumers of each stream that has
-//! managed consumers, and compare them with what the managed objects expect; only objects
-//! whose asset is missing or different are reconciled. Also routes JetStream advisories
-//! and connection changes to the objects they concern.
+//! each connection (one request per page of 256) and compare them with what the managed
+//! objects expect; only objects whose asset is missing or different are reconciled.
+//!
+//! Consumers have no account-wide listing, so they are read per stream, and only where
+//! needed: where the connection receives JetStream's advisories (consumer changes made by
+//! others then arrive as events, see [`crate::jetstream::advisory`]), a stream's consumers
+//! are listed when the stream counts fewer consumers than the managed ones, and otherwise
+//! a slice of the streams at a time, so every stream is swept once every
+//! [`SWEEP_RESYNCS`] resyncs as a safety net. Where advisories do not arrive (refused by
+//! the credentials, or an API prefix imported from another account), every stream's
+//! consumers are listed on every resync. Also routes JetStream advisories and connection
+//! changes to the objects they concern.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::jetstream::api::JsApi;
+use crate::jetstream::api::{DEFAULT_PREFIX, JsApi};
 use crate::jetstream::asset::{AssetOps, AssetRef, ConsumerOps, Facts, Snapshot, StreamOps};
 use crate::jetstream::connection::ConnEvent;
 use crate::jetstream::error::code;
@@ -19,11 +27,37 @@ use crate::jetstream::error::code;
 use super::context::Context;
 use super::registry::{ObjKey, Registration};
 
+/// Where advisories arrive, the consumers of every stream are listed once over this many
+/// resyncs (a slice of the streams each time): at 10,000 streams, 50 listings a resync.
+pub const SWEEP_RESYNCS: usize = 200;
+
+/// Where the consumer sweep of each connection and API prefix has got to.
+#[derive(Default)]
+pub struct Sweep {
+    next: HashMap<(u64, String), usize>,
+}
+
+impl Sweep {
+    /// The streams (of `all`, sorted) whose consumers this resync's slice lists, and
+    /// moves on.
+    fn slice<'a>(&mut self, group: (u64, String), all: &[&'a str]) -> Vec<&'a str> {
+        if all.is_empty() {
+            return Vec::new();
+        }
+        let size = all.len().div_ceil(SWEEP_RESYNCS);
+        let start = self.next.get(&group).copied().unwrap_or(0) % all.len();
+        self.next.insert(group, (start + size) % all.len());
+        all.iter().cycle().skip(start).take(size).copied().collect()
+    }
+}
+
 /// Runs the periodic scan until the process stops.
 pub async fn run_scans(ctx: Arc<Context>) {
+    let mut sweep = Sweep::default();
     loop {
         tokio::time::sleep(ctx.jittered_resync()).await;
-        scan_once(&ctx).await;
+        scan_once(&ctx, &mut sweep).await;
+        ctx.stream_reads.purge();
         let closed = ctx.pool.close_idle(
             ctx.settings
                 .resync
@@ -61,7 +95,7 @@ fn trigger(key: &ObjKey, r: &Registration) -> usize {
 }
 
 /// One scan over every connection. Returns how many objects were triggered.
-pub async fn scan_once(ctx: &Context) -> usize {
+pub async fn scan_once(ctx: &Context, sweep: &mut Sweep) -> usize {
     let regs = ctx.registry.snapshot();
     // Group objects by connection and API prefix.
     let mut groups: HashMap<(u64, String), Vec<usize>> = HashMap::new();
@@ -72,17 +106,36 @@ pub async fn scan_once(ctx: &Context) -> usize {
             .push(i);
     }
     let mut triggered = 0;
-    for members in groups.into_values() {
+    for (group, members) in groups {
         let Some(first) = members.first() else {
             continue;
         };
         let js = &regs[*first].1.js;
-        triggered += scan_group(js, &regs, &members).await;
+        triggered += scan_group(js, &regs, &members, group, sweep).await;
     }
     triggered
 }
 
-async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usize]) -> usize {
+/// Whether a stream's consumers are listed in this scan: always where advisories do not
+/// arrive; else when the stream counts fewer consumers than the managed ones that should
+/// exist (`expected`), or when the stream is in this resync's sweep.
+fn list_consumers_of(
+    events_live: bool,
+    consumer_count: usize,
+    expected: usize,
+    in_sweep: bool,
+) -> bool {
+    !events_live || consumer_count < expected || in_sweep
+}
+
+async fn scan_group(
+    js: &JsApi,
+    regs: &[(ObjKey, Registration)],
+    members: &[usize],
+    group: (u64, String),
+    sweep: &mut Sweep,
+) -> usize {
+    let events_live = js.prefix() == DEFAULT_PREFIX && js.conn().advisories_live();
     let mut triggered = 0;
     let (streams, missing) = match js.list_streams().await {
         Ok(l) => l,
@@ -123,8 +176,24 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
             }
         }
     }
+    let mut with_consumers: Vec<&str> = consumers_by_stream
+        .keys()
+        .copied()
+        .filter(|s| by_name.contains_key(s))
+        .collect();
+    with_consumers.sort_unstable();
+    let in_sweep: std::collections::HashSet<&str> =
+        sweep.slice(group, &with_consumers).into_iter().collect();
     for (stream, idx) in consumers_by_stream {
-        let listed = if by_name.contains_key(stream) {
+        let listed = if let Some(info) = by_name.get(stream) {
+            let count = info.state.as_ref().map_or(0, |s| s.consumer_count);
+            let expected = idx
+                .iter()
+                .filter(|i| regs[**i].1.ready || regs[**i].1.seen.is_some())
+                .count();
+            if !list_consumers_of(events_live, count, expected, in_sweep.contains(stream)) {
+                continue;
+            }
             js.list_consumers(stream).await
         } else if missing.iter().any(|m| m == stream) {
             continue;
@@ -160,6 +229,15 @@ async fn scan_group(js: &JsApi, regs: &[(ObjKey, Registration)], members: &[usiz
 /// Routes connection events (advisories, reconnects) to the objects they concern.
 pub async fn route_events(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver<ConnEvent>) {
     while let Some(ev) = events.recv().await {
+        match &ev {
+            ConnEvent::StreamCreated { conn, stream }
+            | ConnEvent::StreamUpdated { conn, stream }
+            | ConnEvent::StreamDeleted { conn, stream } => ctx.stream_reads.forget(*conn, stream),
+            ConnEvent::Reconnected { conn } | ConnEvent::Disconnected { conn } => {
+                ctx.stream_reads.forget_connection(*conn)
+            }
+            ConnEvent::StreamLeaderElected { .. } | ConnEvent::ConsumerChanged { .. } => {}
+        }
         let n = ctx.registry.dispatch(&ev);
         if n > 0 {
             debug!(?ev, objects = n, "event triggered reconciles");
@@ -179,5 +257,42 @@ pub async fn route_events(ctx: Arc<Context>, mut events: mpsc::UnboundedReceiver
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_are_listed_only_where_needed() {
+        // Advisories arrive: only a stream missing consumers, or the sweep's slice.
+        assert!(!list_consumers_of(true, 3, 3, false));
+        assert!(!list_consumers_of(true, 5, 3, false), "others' consumers");
+        assert!(list_consumers_of(true, 2, 3, false), "one was deleted");
+        assert!(list_consumers_of(true, 3, 3, true), "the safety net");
+        // No advisories: every resync.
+        assert!(list_consumers_of(false, 3, 3, false));
+    }
+
+    #[test]
+    fn the_sweep_covers_every_stream_in_its_resyncs() {
+        let names: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut sweep = Sweep::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..SWEEP_RESYNCS {
+            let slice = sweep.slice((1, "$JS.API".into()), &all);
+            assert_eq!(slice.len(), 1000usize.div_ceil(SWEEP_RESYNCS));
+            seen.extend(slice);
+        }
+        assert_eq!(seen.len(), all.len(), "a full sweep lists every stream");
+        // Groups sweep on their own; a few streams are swept one a resync.
+        let few = ["a", "b", "c"];
+        let picks: Vec<Vec<&str>> = (0..4)
+            .map(|_| sweep.slice((2, "$JS.API".into()), &few))
+            .collect();
+        assert_eq!(picks, [vec!["a"], vec!["b"], vec!["c"], vec!["a"]]);
+        assert!(sweep.slice((3, "$JS.API".into()), &[]).is_empty());
     }
 }

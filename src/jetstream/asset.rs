@@ -112,6 +112,10 @@ pub trait AssetOps: Send + Sync + 'static {
     fn snapshot(c: &Self::Config) -> Snapshot;
     /// Cluster leader, replicas, pause.
     fn facts(info: &Self::Info) -> Facts;
+    /// The stream configuration inside an info, for the assets that are streams.
+    fn stream_config(_info: &Self::Info) -> Option<&StreamConfig> {
+        None
+    }
     /// Reads the asset; `None` when it does not exist.
     fn get(
         js: &JsApi,
@@ -149,6 +153,9 @@ impl AssetOps for StreamOps {
     }
     fn config(info: &StreamInfo) -> &StreamConfig {
         &info.config
+    }
+    fn stream_config(info: &StreamInfo) -> Option<&StreamConfig> {
+        Some(&info.config)
     }
     fn snapshot(c: &StreamConfig) -> Snapshot {
         Snapshot::Stream(Box::new(c.normalized()))

@@ -10,6 +10,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::advisory;
+pub use super::advisory::ConnEvent;
 use super::error::JsError;
 
 /// How to authenticate. Material is held in memory (read from files or Secrets when the
@@ -183,79 +185,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Something that happened on a connection that the controllers care about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnEvent {
-    /// The connection came back after being down: re-check everything on it.
-    Reconnected {
-        /// Connection key.
-        conn: u64,
-    },
-    /// The connection went down: its objects should say so.
-    Disconnected {
-        /// Connection key.
-        conn: u64,
-    },
-    /// A stream was created (its waiting consumers can go ahead).
-    StreamCreated {
-        /// Connection key.
-        conn: u64,
-        /// Stream name.
-        stream: String,
-    },
-    /// A stream was deleted or updated by someone.
-    StreamChanged {
-        /// Connection key.
-        conn: u64,
-        /// Stream name.
-        stream: String,
-    },
-    /// A stream has a new cluster leader (its consumers are not concerned).
-    StreamLeaderElected {
-        /// Connection key.
-        conn: u64,
-        /// Stream name.
-        stream: String,
-    },
-    /// A consumer was deleted by someone, or has a new cluster leader.
-    ConsumerChanged {
-        /// Connection key.
-        conn: u64,
-        /// Stream name.
-        stream: String,
-        /// Consumer name.
-        consumer: String,
-    },
-}
-
-/// Parses an advisory subject into an event.
-pub fn advisory_event(conn: u64, subject: &str) -> Option<ConnEvent> {
-    let rest = subject.strip_prefix("$JS.EVENT.ADVISORY.")?;
-    let parts: Vec<&str> = rest.split('.').collect();
-    match parts.as_slice() {
-        ["STREAM", "CREATED", stream] => Some(ConnEvent::StreamCreated {
-            conn,
-            stream: (*stream).to_string(),
-        }),
-        ["STREAM", "DELETED" | "UPDATED", stream] => Some(ConnEvent::StreamChanged {
-            conn,
-            stream: (*stream).to_string(),
-        }),
-        ["STREAM", "LEADER_ELECTED", stream] => Some(ConnEvent::StreamLeaderElected {
-            conn,
-            stream: (*stream).to_string(),
-        }),
-        ["CONSUMER", "DELETED" | "LEADER_ELECTED", stream, consumer] => {
-            Some(ConnEvent::ConsumerChanged {
-                conn,
-                stream: (*stream).to_string(),
-                consumer: (*consumer).to_string(),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// Shared state of one connection.
 pub struct Conn {
     /// Pool key.
@@ -268,6 +197,7 @@ pub struct Conn {
     auth_failed: Arc<Mutex<bool>>,
     last_used: Mutex<Instant>,
     advisories: tokio::task::JoinHandle<()>,
+    advisories_live: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Conn {
@@ -316,6 +246,14 @@ impl Conn {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// True while the connection receives JetStream's advisories (false once the server
+    /// refused the subscription): drift behind the operator's back is then seen as it
+    /// happens, and scans are only a safety net.
+    pub fn advisories_live(&self) -> bool {
+        self.advisories_live
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn idle_for(&self) -> Duration {
@@ -408,6 +346,7 @@ impl Pool {
         let servers = settings.display_servers();
         let last_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let auth_failed = Arc::new(Mutex::new(false));
+        let advisories_live = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut opts = async_nats::ConnectOptions::new()
             .name("jetstream-operator")
             .retry_on_initial_connect()
@@ -423,6 +362,7 @@ impl Pool {
             let last_error = last_error.clone();
             let auth_failed = auth_failed.clone();
             let servers = servers.clone();
+            let advisories_live = advisories_live.clone();
             let was_connected = Arc::new(Mutex::new(false));
             let probe = Arc::new(TlsProbe {
                 settings: settings.clone(),
@@ -433,6 +373,7 @@ impl Pool {
                 let last_error = last_error.clone();
                 let auth_failed = auth_failed.clone();
                 let servers = servers.clone();
+                let advisories_live = advisories_live.clone();
                 let was_connected = was_connected.clone();
                 let probe = probe.clone();
                 async move {
@@ -462,6 +403,15 @@ impl Pool {
                         }
                         async_nats::Event::ServerError(err) => {
                             let text = err.to_string();
+                            if advisory::advisories_denied(&text) {
+                                // Not an error of the connection: drift is found by scans.
+                                if advisories_live
+                                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                                {
+                                    warn!(%servers, error = %text, "these credentials may not subscribe to JetStream advisories: changes made behind the operator's back are found by the drift scan every resync interval, not as they happen");
+                                }
+                                return;
+                            }
                             warn!(%servers, error = %text, "NATS server error");
                             note_error(&last_error, &auth_failed, text);
                         }
@@ -533,6 +483,7 @@ impl Pool {
             auth_failed,
             last_used: Mutex::new(Instant::now()),
             advisories,
+            advisories_live,
         })
     }
 }
@@ -671,16 +622,8 @@ async fn watch_advisories(
     key: u64,
     events: mpsc::UnboundedSender<ConnEvent>,
 ) {
-    let subjects = [
-        "$JS.EVENT.ADVISORY.STREAM.CREATED.*",
-        "$JS.EVENT.ADVISORY.STREAM.DELETED.*",
-        "$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
-        "$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
-        "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*",
-        "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.*.*",
-    ];
     let mut subs = Vec::new();
-    for s in subjects {
+    for s in advisory::SUBJECTS {
         match client.subscribe(s).await {
             Ok(sub) => subs.push(sub),
             Err(e) => {
@@ -690,7 +633,22 @@ async fn watch_advisories(
     }
     let mut all = futures::stream::select_all(subs);
     while let Some(msg) = all.next().await {
-        if let Some(ev) = advisory_event(key, msg.subject.as_str()) {
+        let ev = if msg.subject.as_str() == advisory::AUDIT_SUBJECT {
+            if !advisory::may_concern_consumers(&msg.payload) {
+                continue;
+            }
+            // The operator's own calls are audited too: the client id and server it has
+            // now (both change on reconnect) tell them apart.
+            let info = client.server_info();
+            let own = advisory::Caller {
+                id: info.client_id,
+                server: info.server_name,
+            };
+            advisory::audit_event(key, &msg.payload, Some(&own))
+        } else {
+            advisory::advisory_event(key, msg.subject.as_str())
+        };
+        if let Some(ev) = ev {
             debug!(?ev, "JetStream advisory");
             if events.send(ev).is_err() {
                 return;
@@ -742,44 +700,6 @@ mod tests {
         drop((a1, a2));
         assert_eq!(pool.close_idle(Duration::ZERO), 1);
         assert!(pool.is_empty());
-    }
-
-    #[test]
-    fn advisory_subjects() {
-        assert_eq!(
-            advisory_event(1, "$JS.EVENT.ADVISORY.STREAM.DELETED.orders"),
-            Some(ConnEvent::StreamChanged {
-                conn: 1,
-                stream: "orders".into()
-            })
-        );
-        assert_eq!(
-            advisory_event(1, "$JS.EVENT.ADVISORY.CONSUMER.DELETED.orders.worker"),
-            Some(ConnEvent::ConsumerChanged {
-                conn: 1,
-                stream: "orders".into(),
-                consumer: "worker".into()
-            })
-        );
-        assert_eq!(
-            advisory_event(1, "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.orders"),
-            Some(ConnEvent::StreamLeaderElected {
-                conn: 1,
-                stream: "orders".into()
-            })
-        );
-        assert_eq!(
-            advisory_event(
-                1,
-                "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.orders.worker"
-            ),
-            Some(ConnEvent::ConsumerChanged {
-                conn: 1,
-                stream: "orders".into(),
-                consumer: "worker".into()
-            })
-        );
-        assert_eq!(advisory_event(1, "$JS.EVENT.ADVISORY.API"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The NATS side: wire types, spec -> desired config, normalisation and diff,
 //! connections, the JetStream API client, errors and advisories.
 
+pub mod advisory;
 pub mod api;
 pub mod asset;
 pub mod bucket_config;

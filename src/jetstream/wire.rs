@@ -240,6 +240,10 @@ pub struct StreamState {
     /// Bytes stored.
     #[serde(default)]
     pub bytes: u64,
+    /// Consumers the stream has (the drift scan lists a stream's consumers when fewer
+    /// than the managed ones).
+    #[serde(default)]
+    pub consumer_count: usize,
 }
 
 impl StreamInfo {
