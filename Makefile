@@ -56,6 +56,7 @@ demo: tools build
 
 BENCH_N ?= 1000
 bench: tools
+	@scripts/install-nack
 	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench scale
 
 clean-run:

@@ -336,6 +336,211 @@ where
     out
 }
 
+/// Writes the apiserver has answered to Streams, Consumers and Events (its own
+/// `apiserver_request_total`): an oracle that counts any controller's writes alike.
+async fn apiserver_writes(cp: &ControlPlane) -> f64 {
+    let text = kubectl_ok(cp, &["get", "--raw", "/metrics"]);
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            ["POST", "PUT", "PATCH", "DELETE"]
+                .iter()
+                .any(|v| l.contains(&format!("verb=\"{v}\"")))
+        })
+        .filter(|l| {
+            ["streams", "consumers", "events"]
+                .iter()
+                .any(|r| l.contains(&format!("resource=\"{r}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// JetStream API calls the account has served (`$JS.API.INFO`'s `api.total`): counts any
+/// client's requests alike (this one's own INFO included, one per reading).
+async fn account_api_calls(client: &async_nats::Client) -> f64 {
+    let reply = client
+        .request("$JS.API.INFO", "".into())
+        .await
+        .expect("account info");
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+    v["api"]["total"].as_f64().unwrap_or(0.0)
+}
+
+/// NACK's jetstream-controller (control-loop mode) on `ns`, as its chart runs it.
+fn start_nack(cp: &ControlPlane, nats: &Nats, ns: &str, log: &std::path::Path) -> Background {
+    let exe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/nack-jetstream-controller");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--control-loop",
+        "-s",
+        nats.url(),
+        "--namespace",
+        ns,
+        "--health-probe-bind-address",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .env("KUBECONFIG", &cp.kubeconfig);
+    Background::spawn("nack", cmd, log)
+}
+
+/// NACK's run of the same scenarios: created while running, restart, first start.
+async fn nack_rows(cp: &ControlPlane, names: &[String], ours: &Ours) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    let exe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/nack-jetstream-controller");
+    if !exe.exists() {
+        rows.push((
+            "NACK".into(),
+            "not installed: run scripts/install-nack (make bench does)".into(),
+        ));
+        return rows;
+    }
+    let n = names.len();
+    let objs = (2 * n) as f64;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("nack.log");
+
+    // Created while running.
+    let ns = TestNs::new("bench-nack").await;
+    let nats = Nats::start().await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let mut nack = start_nack(cp, &nats, ns.name(), &log);
+    let pid = nack.pid().expect("nack pid");
+    let (w0, a0) = (apiserver_writes(cp).await, account_api_calls(&client).await);
+    let watch = watch_ready(cp, ns.name(), n);
+    let t0 = Instant::now();
+    let (s_api, c_api) = (
+        dyn_api(cp, ns.name(), "streams"),
+        dyn_api(cp, ns.name(), "consumers"),
+    );
+    futures::join!(
+        create_all(&s_api, names.iter().map(|n| stream_obj(n)).collect()),
+        create_all(&c_api, names.iter().map(|n| consumer_obj(n)).collect()),
+    );
+    let done = tokio::time::timeout(Duration::from_secs(3600), watch).await;
+    let Ok(Ok((_, last))) = done else {
+        rows.push((
+            "NACK created while running".into(),
+            "not all Ready within an hour".into(),
+        ));
+        return rows;
+    };
+    if let Some(status) = nack.exited() {
+        rows.push((
+            "NACK".into(),
+            format!("exited: {status}; log {}", log.display()),
+        ));
+        return rows;
+    }
+    let all = last.duration_since(t0);
+    let (w1, a1) = (apiserver_writes(cp).await, account_api_calls(&client).await);
+    rows.push((
+        "NACK created while running: all Ready".into(),
+        format!(
+            "{:.2} s (ours {:.1}x faster)",
+            all.as_secs_f64(),
+            all.as_secs_f64() / ours.created.as_secs_f64().max(0.001)
+        ),
+    ));
+    rows.push((
+        "NACK created while running: Kubernetes writes / JetStream requests per object".into(),
+        format!(
+            "{:.2} / {:.2}",
+            (w1 - w0 - objs) / objs,
+            (a1 - a0 - 1.0) / objs
+        ),
+    ));
+    rows.push((
+        "NACK created while running: peak RSS".into(),
+        format!("{:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0),
+    ));
+    drop(nack);
+
+    // Restart: NACK leaves an unchanged status alone, so its re-verification is seen on
+    // the server: every object needs at least one JetStream API call.
+    let a0 = account_api_calls(&client).await;
+    let t0 = Instant::now();
+    let nack = start_nack(cp, &nats, ns.name(), &log);
+    let pid = nack.pid().expect("nack pid");
+    let mut verified = None;
+    while t0.elapsed() < Duration::from_secs(600) {
+        if account_api_calls(&client).await - a0 >= objs {
+            verified = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rows.push((
+        "NACK restart: every object re-verified (2N JetStream API calls) after".into(),
+        match verified {
+            Some(d) => format!(
+                "{:.2} s (ours {:.1}x faster)",
+                d.as_secs_f64(),
+                d.as_secs_f64() / ours.restart.as_secs_f64().max(0.001)
+            ),
+            None => "not within 600 s".into(),
+        },
+    ));
+    rows.push((
+        "NACK restart: peak RSS".into(),
+        format!("{:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0),
+    ));
+    drop(nack);
+
+    // First start.
+    let cold = TestNs::new("bench-nack-cold").await;
+    let cold_nats = Nats::start().await;
+    let (s_api, c_api) = (
+        dyn_api(cp, cold.name(), "streams"),
+        dyn_api(cp, cold.name(), "consumers"),
+    );
+    futures::join!(
+        create_all(&s_api, names.iter().map(|n| stream_obj(n)).collect()),
+        create_all(&c_api, names.iter().map(|n| consumer_obj(n)).collect()),
+    );
+    let watch = watch_ready(cp, cold.name(), n);
+    let t0 = Instant::now();
+    let nack = start_nack(cp, &cold_nats, cold.name(), &log);
+    let pid = nack.pid().expect("nack pid");
+    match tokio::time::timeout(Duration::from_secs(3600), watch).await {
+        Ok(Ok((_, last))) => {
+            let d = last.duration_since(t0);
+            rows.push((
+                "NACK first start: all Ready after".into(),
+                format!(
+                    "{:.2} s (ours {:.1}x faster)",
+                    d.as_secs_f64(),
+                    d.as_secs_f64() / ours.first_start.as_secs_f64().max(0.001)
+                ),
+            ));
+        }
+        _ => rows.push((
+            "NACK first start".into(),
+            "not all Ready within an hour".into(),
+        )),
+    }
+    rows.push((
+        "NACK first start: peak RSS".into(),
+        format!("{:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0),
+    ));
+    drop(nack);
+    rows
+}
+
+/// Our times, for the ratios.
+struct Ours {
+    created: Duration,
+    restart: Duration,
+    first_start: Duration,
+}
+
 #[tokio::main]
 async fn main() {
     let env = |k: &str, d: u64| {
@@ -397,6 +602,7 @@ async fn main() {
         .await
         .expect("all Ready within an hour")
         .expect("watch task");
+    let ours_created = last.duration_since(t0);
     let after_text = scrape(&run.admin).await;
     let spent = counts(&after_text) - before;
     let objs = (2 * n) as f64;
@@ -580,6 +786,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let verified = t0.elapsed();
+    let ours_restart = verified;
     let spent = counts(&restarted);
     rows.push((
         "restart: every object verified Ready after".into(),
@@ -621,6 +828,7 @@ async fn main() {
         .await
         .expect("all Ready within an hour")
         .expect("watch task");
+    let ours_first_start = last.duration_since(t0);
     let cold_text = scrape(&run.admin).await;
     let spent = counts(&cold_text);
     rows.push((
@@ -648,6 +856,16 @@ async fn main() {
         format!("{:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0),
     ));
     drop(run);
+
+    // 7. NACK, the same scenarios (built by scripts/install-nack).
+    if std::env::var("BENCH_NACK").map_or(true, |v| v != "0") {
+        let ours = Ours {
+            created: ours_created,
+            restart: ours_restart,
+            first_start: ours_first_start,
+        };
+        rows.extend(nack_rows(cp, &names, &ours).await);
+    }
 
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("\n| {:width$} | result |", "measure");

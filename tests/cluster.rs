@@ -70,8 +70,14 @@ fn status_str(o: &DynamicObject, f: &str) -> Option<String> {
 /// Waits until the stream's info names a leader and every replica is current.
 async fn settled_leader(js: &async_nats::jetstream::Context, name: &str) -> String {
     wait_until(WAIT, &format!("stream {name} to have a leader"), || async {
-        let info = stream_info(js, name).await?;
-        let c = info.cluster?;
+        // During an election a read may time out: that is "not yet".
+        let c = js
+            .get_stream(name)
+            .await
+            .ok()?
+            .cached_info()
+            .cluster
+            .clone()?;
         c.leader.filter(|l| !l.is_empty())
     })
     .await
@@ -220,7 +226,15 @@ async fn losing_a_streams_leader_recreates_nothing() {
     let killed = Instant::now();
     w.cluster.nodes[node].stop().await;
     let elected = wait_until(WAIT, "a new leader for ledger", || async {
-        let l = stream_info(&js, "ledger").await?.cluster?.leader?;
+        // While the cluster elects, a read may time out: that is "not yet".
+        let l = js
+            .get_stream("ledger")
+            .await
+            .ok()?
+            .cached_info()
+            .cluster
+            .clone()?
+            .leader?;
         (l != leader && !l.is_empty()).then(|| killed.elapsed())
     })
     .await;

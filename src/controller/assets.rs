@@ -168,11 +168,11 @@ pub async fn apply<K: Managed>(
     let stream = match K::Asset::stream(&id) {
         None => None,
         Some(name) => match ctx.stream_reads.get(conn.key, js.prefix(), name) {
-            Some(config) => Some(Some(config.as_ref().clone())),
+            Some(info) => Some(Some(info.config.clone())),
             None => match js.stream_info(name).await {
                 Ok(info) => {
                     if let Some(i) = &info {
-                        ctx.stream_reads.put(conn.key, js.prefix(), &i.config);
+                        ctx.stream_reads.put(conn.key, js.prefix(), i);
                     }
                     Some(info.map(|i| i.config))
                 }
@@ -208,10 +208,29 @@ pub async fn apply<K: Managed>(
     };
     // A new stream is created without a read first (see `plan::observe_first`); when the
     // name turns out to be taken, it is read and planned again.
-    let mut observe = plan::observe_first(K::Asset::stream(&id).is_none(), history, policies);
+    let is_stream = K::Asset::stream(&id).is_none();
+    let mut observe = plan::observe_first(is_stream, history, policies);
+    if is_stream && observe && ctx.stream_reads.first_use(conn.key, js.prefix()) {
+        // After a start or a reconnect: one paged listing of the connection's streams,
+        // not an INFO per object.
+        match js.list_streams().await {
+            Ok((streams, _)) => {
+                for s in &streams {
+                    ctx.stream_reads.put(conn.key, js.prefix(), s);
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot list streams; reading them one at a time"),
+        }
+    }
     let (info, plan, written) = loop {
         let mut stream_vanished = false;
+        // A stream read recently (never its absence: a missing entry is read).
+        let recent = is_stream
+            .then(|| ctx.stream_reads.get(conn.key, js.prefix(), &id.to_string()))
+            .flatten()
+            .and_then(|i| K::Asset::from_stream_info(&i));
         let info = match &desired {
+            Some(_) if observe && recent.is_some() => recent,
             Some(_) if observe => match K::Asset::get(&js, &id).await {
                 Ok(i) => i,
                 // The stream went away since it was read: wait for it like a missing one.
@@ -288,8 +307,8 @@ pub async fn apply<K: Managed>(
         _ => info.as_ref(),
     };
     // A stream as the server holds it now: its consumers need not read it again.
-    if let Some(config) = latest.and_then(K::Asset::stream_config) {
-        ctx.stream_reads.put(conn.key, js.prefix(), config);
+    if let Some(info) = latest.and_then(K::Asset::stream_info) {
+        ctx.stream_reads.put(conn.key, js.prefix(), info);
     }
     let mut attempt = Attempt {
         state: conclusion.state,

@@ -441,6 +441,8 @@ where
             }
         })
         .default_backoff()
+        // managedFields are most of a cached object's bytes and nothing here reads them.
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(change_hash::<K>, Default::default());

@@ -26,6 +26,7 @@ use crate::jetstream::error::code;
 
 use super::context::Context;
 use super::registry::{ObjKey, Registration};
+use super::stream_reads::StreamReads;
 
 /// Where advisories arrive, the consumers of every stream are listed once over this many
 /// resyncs (a slice of the streams each time): at 10,000 streams, 50 listings a resync.
@@ -111,7 +112,7 @@ pub async fn scan_once(ctx: &Context, sweep: &mut Sweep) -> usize {
             continue;
         };
         let js = &regs[*first].1.js;
-        triggered += scan_group(js, &regs, &members, group, sweep).await;
+        triggered += scan_group(js, &regs, &members, group, sweep, &ctx.stream_reads).await;
     }
     triggered
 }
@@ -134,6 +135,7 @@ async fn scan_group(
     members: &[usize],
     group: (u64, String),
     sweep: &mut Sweep,
+    reads: &StreamReads,
 ) -> usize {
     let events_live = js.prefix() == DEFAULT_PREFIX && js.conn().advisories_live();
     let mut triggered = 0;
@@ -165,6 +167,8 @@ async fn scan_group(
                     .get(name.as_str())
                     .map(|s| (StreamOps::snapshot(&s.config), StreamOps::facts(s)));
                 if drifted(r, listed, missing.contains(name)) {
+                    // The reconcile reads it again rather than trust an earlier read.
+                    reads.forget(r.conn, name);
                     triggered += trigger(key, r);
                 }
             }

@@ -1,14 +1,17 @@
-//! Stream configurations read or written recently, per connection, API prefix and stream:
-//! the consumers of one stream share one read of its limits, and a stream the operator has
-//! just created or updated is not read again for its consumers. An entry lives for one
-//! resync interval, and is dropped as soon as an advisory says the stream was created,
-//! updated or deleted, or the connection went down or came back.
+//! Streams read or written recently, per connection, API prefix and stream: the consumers
+//! of one stream share one read of its limits, a stream the operator has just created or
+//! updated is not read again for its consumers, and after a start the streams of a
+//! connection come from one paged listing instead of one INFO each. An entry lives for
+//! one resync interval, and is dropped as soon as an advisory says the stream was
+//! created, updated or deleted, or the connection went down or came back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::jetstream::wire::StreamConfig;
+use std::collections::HashSet;
+
+use crate::jetstream::wire::StreamInfo;
 
 type Key = (u64, String, String);
 
@@ -16,7 +19,8 @@ type Key = (u64, String, String);
 pub struct StreamReads {
     ttl: Duration,
     max: usize,
-    inner: Mutex<HashMap<Key, (Instant, Arc<StreamConfig>)>>,
+    inner: Mutex<HashMap<Key, (Instant, Arc<StreamInfo>)>>,
+    listed: Mutex<HashSet<(u64, String)>>,
 }
 
 impl StreamReads {
@@ -26,19 +30,29 @@ impl StreamReads {
             ttl,
             max,
             inner: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The configuration of `stream`, when read or written within the last `ttl`.
-    pub fn get(&self, conn: u64, prefix: &str, stream: &str) -> Option<Arc<StreamConfig>> {
+    /// True the first time it is asked for a connection and API prefix: the caller then
+    /// lists the streams there once and [`put`](Self::put)s them.
+    pub fn first_use(&self, conn: u64, prefix: &str) -> bool {
+        self.listed
+            .lock()
+            .map(|mut l| l.insert((conn, prefix.to_string())))
+            .unwrap_or(false)
+    }
+
+    /// The stream as the server last answered, when read or written within the last `ttl`.
+    pub fn get(&self, conn: u64, prefix: &str, stream: &str) -> Option<Arc<StreamInfo>> {
         let m = self.inner.lock().ok()?;
         m.get(&(conn, prefix.to_string(), stream.to_string()))
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, c)| c.clone())
     }
 
-    /// Remembers what the server answered for `stream`.
-    pub fn put(&self, conn: u64, prefix: &str, config: &StreamConfig) {
+    /// Remembers what the server answered for a stream.
+    pub fn put(&self, conn: u64, prefix: &str, info: &StreamInfo) {
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
@@ -50,8 +64,8 @@ impl StreamReads {
             }
         }
         m.insert(
-            (conn, prefix.to_string(), config.name.clone()),
-            (Instant::now(), Arc::new(config.clone())),
+            (conn, prefix.to_string(), info.config.name.clone()),
+            (Instant::now(), Arc::new(info.clone())),
         );
     }
 
@@ -62,10 +76,13 @@ impl StreamReads {
         }
     }
 
-    /// Forgets every stream of a connection.
+    /// Forgets every stream of a connection; its streams are listed again on next use.
     pub fn forget_connection(&self, conn: u64) {
         if let Ok(mut m) = self.inner.lock() {
             m.retain(|(c, _, _), _| *c != conn);
+        }
+        if let Ok(mut l) = self.listed.lock() {
+            l.retain(|(c, _)| *c != conn);
         }
     }
 
@@ -91,11 +108,15 @@ impl StreamReads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jetstream::wire::StreamConfig;
 
-    fn config(name: &str, max_age: i64) -> StreamConfig {
-        StreamConfig {
-            name: name.into(),
-            max_age,
+    fn config(name: &str, max_age: i64) -> StreamInfo {
+        StreamInfo {
+            config: StreamConfig {
+                name: name.into(),
+                max_age,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -105,7 +126,7 @@ mod tests {
         let reads = StreamReads::new(Duration::from_secs(60), 100);
         reads.put(1, "$JS.API", &config("orders", 5));
         assert_eq!(
-            reads.get(1, "$JS.API", "orders").map(|c| c.max_age),
+            reads.get(1, "$JS.API", "orders").map(|c| c.config.max_age),
             Some(5)
         );
         assert!(
@@ -122,8 +143,15 @@ mod tests {
         assert!(reads.get(1, "$JS.API", "orders").is_none());
         assert!(reads.get(1, "$JS.hub.API", "orders").is_none());
         assert!(reads.get(1, "$JS.API", "audit").is_some());
+        assert!(reads.first_use(1, "$JS.API"));
+        assert!(!reads.first_use(1, "$JS.API"), "listed once");
+        assert!(reads.first_use(1, "$JS.hub.API"));
         reads.forget_connection(1);
         assert!(reads.is_empty());
+        assert!(
+            reads.first_use(1, "$JS.API"),
+            "listed again after a reconnect"
+        );
     }
 
     #[test]

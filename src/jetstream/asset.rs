@@ -46,10 +46,10 @@ impl AssetRef {
 /// was last seen to hold.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Snapshot {
-    /// A stream's.
-    Stream(Box<StreamConfig>),
+    /// A stream's (shared: the registry's copies for each scan cost nothing).
+    Stream(std::sync::Arc<StreamConfig>),
     /// A consumer's.
-    Consumer(Box<ConsumerConfig>),
+    Consumer(std::sync::Arc<ConsumerConfig>),
 }
 
 impl Snapshot {
@@ -112,8 +112,12 @@ pub trait AssetOps: Send + Sync + 'static {
     fn snapshot(c: &Self::Config) -> Snapshot;
     /// Cluster leader, replicas, pause.
     fn facts(info: &Self::Info) -> Facts;
-    /// The stream configuration inside an info, for the assets that are streams.
-    fn stream_config(_info: &Self::Info) -> Option<&StreamConfig> {
+    /// The stream info, for the assets that are streams.
+    fn stream_info(_info: &Self::Info) -> Option<&StreamInfo> {
+        None
+    }
+    /// The asset's info from a stream info, for the assets that are streams.
+    fn from_stream_info(_info: &StreamInfo) -> Option<Self::Info> {
         None
     }
     /// Reads the asset; `None` when it does not exist.
@@ -154,11 +158,14 @@ impl AssetOps for StreamOps {
     fn config(info: &StreamInfo) -> &StreamConfig {
         &info.config
     }
-    fn stream_config(info: &StreamInfo) -> Option<&StreamConfig> {
-        Some(&info.config)
+    fn stream_info(info: &StreamInfo) -> Option<&StreamInfo> {
+        Some(info)
+    }
+    fn from_stream_info(info: &StreamInfo) -> Option<StreamInfo> {
+        Some(info.clone())
     }
     fn snapshot(c: &StreamConfig) -> Snapshot {
-        Snapshot::Stream(Box::new(c.normalized()))
+        Snapshot::Stream(std::sync::Arc::new(c.normalized()))
     }
     fn facts(info: &StreamInfo) -> Facts {
         let (leader, replicas) = info.placement_facts();
@@ -218,7 +225,7 @@ impl AssetOps for ConsumerOps {
         &info.config
     }
     fn snapshot(c: &ConsumerConfig) -> Snapshot {
-        Snapshot::Consumer(Box::new(c.normalized()))
+        Snapshot::Consumer(std::sync::Arc::new(c.normalized()))
     }
     fn facts(info: &ConsumerInfo) -> Facts {
         let leader = info

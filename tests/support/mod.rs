@@ -1749,6 +1749,11 @@ impl Background {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `Some(exit status)` when the process has exited on its own.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
