@@ -128,11 +128,16 @@ async fn replicated_assets_replica_changes_and_placement() {
     assert_eq!(consumer.config.num_replicas, 3);
 
     // 3 -> 1 -> 3, in place: the same stream, the messages kept.
-    js.publish("orders.1", "one".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("ack");
+    // A stream just created on the cluster may not have its subject interest on every
+    // node yet: the first publish can find no stream; it is retried until stored, with a
+    // message id so that a retry never stores it twice.
+    wait_until(WAIT, "a message stored in orders", || async {
+        let msg = async_nats::jetstream::message::PublishMessage::build()
+            .message_id("one")
+            .payload("one".into());
+        js.send_publish("orders.1", msg).await.ok()?.await.ok()
+    })
+    .await;
     let created = info.created;
     for replicas in [1, 3] {
         w.apply(
