@@ -149,6 +149,18 @@ fn ops_between(before: &str, after: &str) -> String {
     }
 }
 
+/// "first / all" Ready times since `t0`, for a row.
+fn first_and_all(first: Option<Instant>, last: Instant, t0: Instant) -> String {
+    format!(
+        "{:.2} s / {:.2} s",
+        first
+            .map(|f| f.duration_since(t0))
+            .unwrap_or_default()
+            .as_secs_f64(),
+        last.duration_since(t0).as_secs_f64()
+    )
+}
+
 async fn create_all(api: &kube::Api<DynamicObject>, objs: Vec<DynamicObject>) {
     futures::stream::iter(objs)
         .map(|o| {
@@ -612,14 +624,7 @@ async fn main() {
     ));
     rows.push((
         "created while running: first / all Ready".into(),
-        format!(
-            "{:.2} s / {:.2} s",
-            first
-                .map(|f| f.duration_since(t0))
-                .unwrap_or_default()
-                .as_secs_f64(),
-            last.duration_since(t0).as_secs_f64()
-        ),
+        first_and_all(first, last, t0),
     ));
     rows.push((
         "created while running: Kubernetes writes / JetStream requests per object".into(),
@@ -833,14 +838,7 @@ async fn main() {
     let spent = counts(&cold_text);
     rows.push((
         "first start: first / all Ready after the operator started".into(),
-        format!(
-            "{:.2} s / {:.2} s",
-            first
-                .map(|f| f.duration_since(t0))
-                .unwrap_or_default()
-                .as_secs_f64(),
-            last.duration_since(t0).as_secs_f64()
-        ),
+        first_and_all(first, last, t0),
     ));
     rows.push((
         "first start: Kubernetes writes / JetStream requests per object".into(),
