@@ -25,9 +25,10 @@ pub const OWNED: [&str; 3] = [READY, RECONCILING, STALLED];
 pub struct Time(pub jiff::Timestamp);
 
 impl Time {
-    /// Now.
+    /// Now, to the microsecond: what is written is exactly what is read back.
     pub fn now() -> Self {
-        Time(jiff::Timestamp::now())
+        let now = jiff::Timestamp::now();
+        Time(jiff::Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now))
     }
 }
 

@@ -162,6 +162,17 @@ pub async fn apply<K: Managed>(
         },
     );
 
+    let is_stream = K::Asset::stream(&id).is_none();
+    let mut observe = plan::observe_first(is_stream, history, policies);
+    if observe || !is_stream {
+        // After a start or a reconnect: one paged listing of the connection's streams
+        // serves every stream and consumer, not an INFO per object.
+        ctx.stream_reads
+            .ensure_listed(conn.key, js.prefix(), || async {
+                js.list_streams().await.map(|(streams, _)| streams)
+            })
+            .await;
+    }
     // The stream the asset lives in, when it has one: its limits shape the defaults. Else
     // a stream that shapes the asset when it exists (a mirror's origin).
     // Consumers of one stream share a recent read of it (see `stream_reads`).
@@ -208,20 +219,6 @@ pub async fn apply<K: Managed>(
     };
     // A new stream is created without a read first (see `plan::observe_first`); when the
     // name turns out to be taken, it is read and planned again.
-    let is_stream = K::Asset::stream(&id).is_none();
-    let mut observe = plan::observe_first(is_stream, history, policies);
-    if is_stream && observe && ctx.stream_reads.first_use(conn.key, js.prefix()) {
-        // After a start or a reconnect: one paged listing of the connection's streams,
-        // not an INFO per object.
-        match js.list_streams().await {
-            Ok((streams, _)) => {
-                for s in &streams {
-                    ctx.stream_reads.put(conn.key, js.prefix(), s);
-                }
-            }
-            Err(e) => debug!(error = %e, "cannot list streams; reading them one at a time"),
-        }
-    }
     let (info, plan, written) = loop {
         let mut stream_vanished = false;
         // A stream read recently (never its absence: a missing entry is read).

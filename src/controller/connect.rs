@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -536,7 +536,7 @@ pub struct Layer {
 }
 
 /// Which layer a connection's servers came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// The operator's flags.
     Default,
@@ -547,7 +547,7 @@ pub enum Origin {
 }
 
 /// A resolved connection for one object.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Resolved {
     /// Connection settings.
     pub settings: Settings,
@@ -708,7 +708,26 @@ pub struct Resolver {
     credentials_dirs: Vec<PathBuf>,
     files: FileCache,
     accounts: AccountCache,
-    remembered: Mutex<HashMap<String, (u64, Resolved)>>,
+    remembered: Mutex<Remembered>,
+}
+
+/// The connection each object last resolved to, by object: objects that resolved alike
+/// share one copy (10,000 objects on one connection hold one `Resolved`).
+#[derive(Default)]
+struct Remembered {
+    by_object: HashMap<String, (u64, Arc<Resolved>)>,
+    shared: std::collections::HashSet<Arc<Resolved>>,
+}
+
+impl Remembered {
+    /// Drops the shared copy of a connection no object remembers any more.
+    fn release(&mut self, old: Option<(u64, Arc<Resolved>)>) {
+        if let Some((_, r)) = old
+            && Arc::strong_count(&r) == 2
+        {
+            self.shared.remove(&r);
+        }
+    }
 }
 
 /// A fingerprint of the connection fields of a spec.
@@ -747,7 +766,7 @@ impl Resolver {
             credentials_dirs,
             files: FileCache::default(),
             accounts: AccountCache::default(),
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(Remembered::default()),
         }
     }
 
@@ -763,25 +782,35 @@ impl Resolver {
     /// Account's Secret is deleted first, as when its namespace goes, still cleans up).
     pub fn remember(&self, object: &str, common: &CommonSpec, resolved: &Resolved) {
         if let Ok(mut m) = self.remembered.lock() {
-            m.insert(
-                object.to_string(),
-                (connection_fingerprint(common), resolved.clone()),
-            );
+            let shared = match m.shared.get(resolved) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(resolved.clone());
+                    m.shared.insert(r.clone());
+                    r
+                }
+            };
+            let old = m
+                .by_object
+                .insert(object.to_string(), (connection_fingerprint(common), shared));
+            m.release(old);
         }
     }
 
     /// The connection remembered for an object, if its connection fields are unchanged.
     pub fn remembered(&self, object: &str, common: &CommonSpec) -> Option<Resolved> {
         let m = self.remembered.lock().ok()?;
-        m.get(object)
+        m.by_object
+            .get(object)
             .filter(|(f, _)| *f == connection_fingerprint(common))
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| (**r).clone())
     }
 
     /// Forgets what was remembered for an object.
     pub fn forget(&self, object: &str) {
         if let Ok(mut m) = self.remembered.lock() {
-            m.remove(object);
+            let old = m.by_object.remove(object);
+            m.release(old);
         }
     }
 

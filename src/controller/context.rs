@@ -157,9 +157,24 @@ impl Context {
         }
     }
 
-    /// The status this process last wrote for an object, if any.
-    pub fn written_status(&self, uid: &str) -> Option<AssetStatus> {
-        self.written.lock().ok().and_then(|m| m.get(uid).cloned())
+    /// The status decisions about an object rest on: the one this process wrote last
+    /// while the cached object does not carry it yet, else the cached one.
+    pub fn latest_status(&self, uid: &str, cached: Option<&AssetStatus>) -> Option<AssetStatus> {
+        self.written
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).cloned())
+            .or_else(|| cached.cloned())
+    }
+
+    /// The cache has seen an object with this status: a written status it carries is no
+    /// longer needed (so the map holds only writes the watch has not delivered yet).
+    pub fn status_seen(&self, uid: &str, cached: Option<&AssetStatus>) {
+        if let Ok(mut m) = self.written.lock()
+            && m.get(uid).is_some_and(|w| Some(w) == cached)
+        {
+            m.remove(uid);
+        }
     }
 
     /// Remembers the status written for an object (`None` forgets it).

@@ -146,9 +146,7 @@ async fn apply<K: Managed>(
 ) -> Result<(Action, Outcome), Error> {
     let ctx = &kc.ctx;
     // The status this process wrote last is at least as new as the cached object's.
-    let previous = ctx
-        .written_status(uid)
-        .or_else(|| obj.asset_status().cloned());
+    let previous = ctx.latest_status(uid, obj.asset_status());
     let generation = obj.meta().generation;
     let history = status::history(previous.as_ref(), generation);
     let trigger = {
@@ -266,9 +264,7 @@ async fn remove_finalizer<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Erro
 
 async fn write_paused<K: Managed>(obj: &K, ctx: &Context) -> Result<(), Error> {
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    let latest = ctx
-        .written_status(&uid)
-        .or_else(|| obj.asset_status().cloned());
+    let latest = ctx.latest_status(&uid, obj.asset_status());
     let previous = latest.as_ref();
     let next = status::paused(
         previous,

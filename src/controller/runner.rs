@@ -374,7 +374,16 @@ async fn run_kind<K>(
 ) where
     K: Managed,
 {
-    let (reader, stream) = watched(scoped::<K>(&ctx.client, &namespace), &readiness);
+    let seen = {
+        let ctx = ctx.clone();
+        move |o: &K| {
+            ctx.status_seen(
+                o.meta().uid.as_deref().unwrap_or_default(),
+                o.asset_status(),
+            )
+        }
+    };
+    let (reader, stream) = watched(scoped::<K>(&ctx.client, &namespace), &readiness, seen);
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<ObjectRef<K>>();
     let kc = Arc::new(KindCtx {
         ctx: ctx.clone(),
@@ -419,6 +428,7 @@ async fn run_kind<K>(
 fn watched<K>(
     api: Api<K>,
     readiness: &Arc<Readiness>,
+    seen: impl Fn(&K) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -445,6 +455,12 @@ where
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
+        // Every version the cache gets, before changes that do not matter are dropped.
+        .inspect(move |o| {
+            if let Ok(o) = o {
+                seen(o)
+            }
+        })
         .predicate_filter(change_hash::<K>, Default::default());
     (reader, stream)
 }
@@ -455,7 +471,7 @@ async fn run_accounts(
     readiness: Arc<Readiness>,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) {
-    let (reader, stream) = watched(scoped::<Account>(&ctx.client, &scope), &readiness);
+    let (reader, stream) = watched(scoped::<Account>(&ctx.client, &scope), &readiness, |_| {});
     let ac = Arc::new(AccountCtx { ctx: ctx.clone() });
     Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown)

@@ -92,7 +92,9 @@ where
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let wrote = apply_status(ctx, obj, kind, current, next).await?;
-    ctx.remember_status(&uid, Some(next.clone()));
+    if wrote {
+        ctx.remember_status(&uid, Some(next.clone()));
+    }
     Ok(wrote)
 }
 

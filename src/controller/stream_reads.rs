@@ -6,21 +6,27 @@
 //! created, updated or deleted, or the connection went down or came back.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::collections::HashSet;
+use tokio::sync::OnceCell;
 
 use crate::jetstream::wire::StreamInfo;
 
 type Key = (u64, String, String);
+
+/// A connection's listing since its last start or reconnect: done, or under way.
+type Listing = Arc<OnceCell<()>>;
 
 /// The cache (see the module's description).
 pub struct StreamReads {
     ttl: Duration,
     max: usize,
     inner: Mutex<HashMap<Key, (Instant, Arc<StreamInfo>)>>,
-    listed: Mutex<HashSet<(u64, String)>>,
+    /// Per connection and API prefix: the listing since the last start or reconnect,
+    /// done (or under way: later callers wait for it).
+    listed: Mutex<HashMap<(u64, String), Listing>>,
 }
 
 impl StreamReads {
@@ -30,17 +36,38 @@ impl StreamReads {
             ttl,
             max,
             inner: Mutex::new(HashMap::new()),
-            listed: Mutex::new(HashSet::new()),
+            listed: Mutex::new(HashMap::new()),
         }
     }
 
-    /// True the first time it is asked for a connection and API prefix: the caller then
-    /// lists the streams there once and [`put`](Self::put)s them.
-    pub fn first_use(&self, conn: u64, prefix: &str) -> bool {
-        self.listed
-            .lock()
-            .map(|mut l| l.insert((conn, prefix.to_string())))
-            .unwrap_or(false)
+    /// Fills the cache from one paged listing (`list`) of the streams on a connection
+    /// and API prefix, the first time any object there needs a stream after a start or a
+    /// reconnect. Callers that come while the listing runs wait for it rather than read
+    /// their streams one at a time; later callers return at once. A failed listing is
+    /// not retried (the streams are then read one at a time).
+    pub async fn ensure_listed<F, Fut, E>(&self, conn: u64, prefix: &str, list: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<StreamInfo>, E>>,
+        E: std::fmt::Display,
+    {
+        let cell = match self.listed.lock() {
+            Ok(mut l) => l.entry((conn, prefix.to_string())).or_default().clone(),
+            Err(_) => return,
+        };
+        cell.get_or_init(|| async {
+            match list().await {
+                Ok(streams) => {
+                    for s in streams {
+                        self.put_owned(conn, prefix, s);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list streams; reading them one at a time")
+                }
+            }
+        })
+        .await;
     }
 
     /// The stream as the server last answered, when read or written within the last `ttl`.
@@ -53,6 +80,11 @@ impl StreamReads {
 
     /// Remembers what the server answered for a stream.
     pub fn put(&self, conn: u64, prefix: &str, info: &StreamInfo) {
+        self.put_owned(conn, prefix, info.clone());
+    }
+
+    /// [`StreamReads::put`], taking the answer (a listing's entries move in, uncopied).
+    pub fn put_owned(&self, conn: u64, prefix: &str, info: StreamInfo) {
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
@@ -65,7 +97,7 @@ impl StreamReads {
         }
         m.insert(
             (conn, prefix.to_string(), info.config.name.clone()),
-            (Instant::now(), Arc::new(info.clone())),
+            (Instant::now(), Arc::new(info)),
         );
     }
 
@@ -82,7 +114,7 @@ impl StreamReads {
             m.retain(|(c, _, _), _| *c != conn);
         }
         if let Ok(mut l) = self.listed.lock() {
-            l.retain(|(c, _)| *c != conn);
+            l.retain(|(c, _), _| *c != conn);
         }
     }
 
@@ -143,15 +175,47 @@ mod tests {
         assert!(reads.get(1, "$JS.API", "orders").is_none());
         assert!(reads.get(1, "$JS.hub.API", "orders").is_none());
         assert!(reads.get(1, "$JS.API", "audit").is_some());
-        assert!(reads.first_use(1, "$JS.API"));
-        assert!(!reads.first_use(1, "$JS.API"), "listed once");
-        assert!(reads.first_use(1, "$JS.hub.API"));
+    }
+
+    #[tokio::test]
+    async fn one_listing_per_connection_until_it_reconnects() {
+        let reads = StreamReads::new(Duration::from_secs(60), 100);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let list = |names: &'static [&'static str]| {
+            let calls = &calls;
+            move || async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, String>(names.iter().map(|n| config(n, 1)).collect())
+            }
+        };
+        // Concurrent callers share the one listing.
+        futures::join!(
+            reads.ensure_listed(1, "$JS.API", list(&["orders", "audit"])),
+            reads.ensure_listed(1, "$JS.API", list(&["orders", "audit"])),
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(reads.get(1, "$JS.API", "audit").is_some());
+        reads.ensure_listed(1, "$JS.API", list(&[])).await;
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "listed once"
+        );
+        reads.ensure_listed(1, "$JS.hub.API", list(&["hub"])).await;
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "per prefix"
+        );
         reads.forget_connection(1);
         assert!(reads.is_empty());
-        assert!(
-            reads.first_use(1, "$JS.API"),
+        reads.ensure_listed(1, "$JS.API", list(&["orders"])).await;
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            3,
             "listed again after a reconnect"
         );
+        assert!(reads.get(1, "$JS.API", "orders").is_some());
     }
 
     #[test]

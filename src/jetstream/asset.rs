@@ -42,28 +42,21 @@ impl AssetRef {
     }
 }
 
-/// An asset's configuration, normalised: what a reconcile expects, or what the server
-/// was last seen to hold.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Snapshot {
-    /// A stream's (shared: the registry's copies for each scan cost nothing).
-    Stream(std::sync::Arc<StreamConfig>),
-    /// A consumer's.
-    Consumer(std::sync::Arc<ConsumerConfig>),
-}
+/// An asset's configuration as the drift scan compares it, reduced to a fingerprint
+/// ([`super::config::fingerprint`]): what a reconcile expects, or what the server was last
+/// seen to hold. Eight bytes per managed asset instead of a config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot(u64);
 
 impl Snapshot {
+    /// The fingerprint of a config.
+    pub fn of<C: AssetConfig>(config: &C) -> Self {
+        Snapshot(super::config::fingerprint(config))
+    }
+
     /// True when `seen` is not what `self` expects (a field or the marker differs).
     pub fn drifted(&self, seen: &Snapshot) -> bool {
-        match (self, seen) {
-            (Snapshot::Stream(want), Snapshot::Stream(have)) => {
-                super::config::drifted(&**want, &**have)
-            }
-            (Snapshot::Consumer(want), Snapshot::Consumer(have)) => {
-                super::config::drifted(&**want, &**have)
-            }
-            _ => true,
-        }
+        self != seen
     }
 }
 
@@ -165,7 +158,7 @@ impl AssetOps for StreamOps {
         Some(info.clone())
     }
     fn snapshot(c: &StreamConfig) -> Snapshot {
-        Snapshot::Stream(std::sync::Arc::new(c.normalized()))
+        Snapshot::of(c)
     }
     fn facts(info: &StreamInfo) -> Facts {
         let (leader, replicas) = info.placement_facts();
@@ -225,7 +218,7 @@ impl AssetOps for ConsumerOps {
         &info.config
     }
     fn snapshot(c: &ConsumerConfig) -> Snapshot {
-        Snapshot::Consumer(std::sync::Arc::new(c.normalized()))
+        Snapshot::of(c)
     }
     fn facts(info: &ConsumerInfo) -> Facts {
         let leader = info

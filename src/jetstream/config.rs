@@ -54,6 +54,8 @@ pub trait AssetConfig:
     /// the server holds, comparing normalised configs and leaving the ownership marker
     /// out. Create-only and server-derived fields are not compared.
     fn changes(desired: &Self, actual: &Self) -> Vec<String>;
+    /// Fields (JSON names) that only apply at creation, left out of every comparison.
+    const CREATE_ONLY: &'static [&'static str] = &[];
     /// Applies the defaults a given server version fills in differently from the newest
     /// (the builders follow the newest server's rules).
     fn for_server(&mut self, version: ServerVersion) {
@@ -100,25 +102,9 @@ pub fn drifted<C: AssetConfig>(expected: &C, seen: &C) -> bool {
 /// The top-level JSON fields whose values differ between two configs, ignoring the
 /// ownership marker inside `metadata`.
 pub fn changed_fields<T: Serialize>(desired: &T, actual: &T) -> Vec<String> {
-    let (Ok(Value::Object(mut dm)), Ok(Value::Object(mut am))) =
-        (serde_json::to_value(desired), serde_json::to_value(actual))
-    else {
+    let (Some(dm), Some(am)) = (comparable(desired), comparable(actual)) else {
         return vec!["config".into()];
     };
-    for m in [&mut dm, &mut am] {
-        let empty = match m.get_mut("metadata") {
-            Some(Value::Object(md)) => {
-                for k in MARKER_KEYS {
-                    md.remove(k);
-                }
-                md.is_empty()
-            }
-            _ => false,
-        };
-        if empty {
-            m.remove("metadata");
-        }
-    }
     let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -126,6 +112,47 @@ pub fn changed_fields<T: Serialize>(desired: &T, actual: &T) -> Vec<String> {
         .filter(|k| dm.get(*k) != am.get(*k))
         .map(|k| k.to_string())
         .collect()
+}
+
+/// A config as the comparisons see it: its JSON fields without the ownership marker
+/// (and without `metadata` when nothing else is in it).
+fn comparable<T: Serialize>(config: &T) -> Option<serde_json::Map<String, Value>> {
+    let Ok(Value::Object(mut m)) = serde_json::to_value(config) else {
+        return None;
+    };
+    let empty = match m.get_mut("metadata") {
+        Some(Value::Object(md)) => {
+            for k in MARKER_KEYS {
+                md.remove(k);
+            }
+            md.is_empty()
+        }
+        _ => false,
+    };
+    if empty {
+        m.remove("metadata");
+    }
+    Some(m)
+}
+
+/// A fingerprint of what [`drifted`] compares: two configs have the same fingerprint
+/// exactly when neither drifted from the other (up to 64-bit hash collisions). The drift
+/// scan keeps fingerprints, not configs, for every managed asset.
+pub fn fingerprint<C: AssetConfig>(config: &C) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    marker(config.metadata()).hash(&mut h);
+    match comparable(&config.normalized()) {
+        Some(mut m) => {
+            for k in C::CREATE_ONLY {
+                m.remove(*k);
+            }
+            // Objects are ordered maps: equal values serialise to equal text.
+            Value::Object(m).to_string().hash(&mut h);
+        }
+        None => "unserialisable".hash(&mut h),
+    }
+    h.finish()
 }
 
 /// Describes a change of `field` from `actual` to `desired` for a message.

@@ -306,6 +306,8 @@ impl AssetConfig for StreamConfig {
         )
     }
 
+    const CREATE_ONLY: &'static [&'static str] = &["first_seq"];
+
     fn changes(desired: &Self, actual: &Self) -> Vec<String> {
         let d = normalize(desired.clone());
         let mut a = normalize(actual.clone());
@@ -559,6 +561,45 @@ nkey: ''
             )),
             None
         );
+    }
+
+    /// The drift scan's fingerprints agree with the field comparison: equal exactly
+    /// where nothing drifted.
+    #[test]
+    fn fingerprints_follow_drift() {
+        use crate::jetstream::config::{drifted, fingerprint};
+        let d = desired(
+            &spec("name: s\nsubjects: [a, b]\nfirstSequence: 9\n"),
+            &owner(),
+        )
+        .unwrap();
+        type Change = fn(&mut StreamConfig);
+        let variants: Vec<(&str, Change)> = vec![
+            ("server metadata", |c| {
+                c.metadata.insert("_nats.ver".into(), "2.15.1".into());
+            }),
+            ("subjects reordered", |c| c.subjects.reverse()),
+            ("first sequence", |c| c.first_seq = 0),
+            ("server default made explicit", |c| c.max_msgs = 0),
+            ("description", |c| c.description = Some("edited".into())),
+            ("max age", |c| c.max_age = 1),
+            ("marker removed", |c| {
+                c.metadata.clear();
+            }),
+            ("user metadata", |c| {
+                c.metadata.insert("team".into(), "x".into());
+            }),
+        ];
+        for (what, change) in variants {
+            let mut a = d.clone();
+            change(&mut a);
+            assert_eq!(
+                fingerprint(&d) != fingerprint(&a),
+                drifted(&d, &a),
+                "{what}"
+            );
+        }
+        assert_eq!(fingerprint(&d), fingerprint(&d.clone()));
     }
 
     #[test]
