@@ -54,6 +54,9 @@ pub struct Attempt {
     pub error: Option<ErrorCategory>,
     /// The subjects the desired stream stores, for display.
     pub subjects: Option<String>,
+    /// The connection's advisories arrive: an object waiting for its stream is woken
+    /// when the stream is created, so looking again on a timer is only a safety net.
+    pub events_live: bool,
 }
 
 impl Attempt {
@@ -67,6 +70,7 @@ impl Attempt {
             expected: None,
             error: None,
             subjects: None,
+            events_live: false,
         }
     }
 }
@@ -320,6 +324,7 @@ pub async fn apply<K: Managed>(
             .and_then(|d| d.subjects())
             .filter(|s| !s.is_empty())
             .map(|s| s.join(", ")),
+        events_live: conn.advisories_live(),
     };
     if attempt.state.is_ready() {
         drive_pause(obj, ctx, &js, &id, &subject, policies, &mut attempt).await;

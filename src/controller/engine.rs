@@ -201,6 +201,7 @@ async fn finish<K: Managed>(
     let ready = state.is_ready();
     let mut became_ready_stream = None;
     let (seen, expected, facts) = (attempt.seen, attempt.expected, attempt.facts);
+    let events_live = attempt.events_live;
     ctx.registry.update(key, |r| {
         r.seen = seen;
         r.facts = facts;
@@ -236,8 +237,16 @@ async fn finish<K: Managed>(
             ctx.reset_backoff(&key.to_string());
             (Action::await_change(), Outcome::Stalled)
         }
+        // The stream's creation wakes the object (the operator's own create, or the
+        // stream-created advisory); where advisories arrive, the timer is a safety net.
         State::Progressing { reason: r, .. } if r == reason::WAITING_FOR_STREAM => {
-            (Action::requeue(ctx.jittered_resync()), Outcome::Waiting)
+            let wait = ctx.jittered_resync();
+            let wait = if events_live {
+                wait.saturating_mul(5)
+            } else {
+                wait
+            };
+            (Action::requeue(wait), Outcome::Waiting)
         }
         State::Progressing { .. } | State::Retrying { .. } => (
             Action::requeue(ctx.backoff(&key.to_string())),
