@@ -87,6 +87,10 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    // A fenced replica is not the leader, whether or not its election task has run yet.
+    if !crate::fence::is_open() {
+        s.metrics.leader.set(0);
+    }
     (
         [(
             header::CONTENT_TYPE,

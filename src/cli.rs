@@ -383,9 +383,10 @@ pub struct RunArgs {
         default_value = "jetstream-operator"
     )]
     pub leader_election_lease: String,
-    /// How long a leader's Lease lasts without renewal (it renews a third before expiry); a
-    /// crashed leader is replaced within this time.
-    #[arg(long = "leader-election-duration", env = "JSO_LEADER_ELECTION_DURATION", default_value = "10s", value_parser = duration)]
+    /// How long a leader's Lease lasts without renewal (at least 2s): a crashed leader is
+    /// replaced within this time. The leader renews every quarter of it and stops writing
+    /// when three quarters pass without a successful renewal.
+    #[arg(long = "leader-election-duration", env = "JSO_LEADER_ELECTION_DURATION", default_value = "4s", value_parser = duration)]
     pub leader_election_duration: Duration,
 }
 
@@ -460,7 +461,7 @@ impl RunArgs {
                 .unwrap_or_else(|| "default".into()),
             lease_name: self.leader_election_lease.clone(),
             identity,
-            duration_secs: self.leader_election_duration.as_secs().max(3),
+            duration: self.leader_election_duration,
         })
     }
 }

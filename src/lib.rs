@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod fence;
 pub mod inspect;
 pub mod jetstream;
 pub mod metrics;

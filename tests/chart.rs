@@ -861,11 +861,12 @@ async fn template_replicas_2_with_pdb_and_servicemonitor() {
     for want in [
         "--leader-election",
         "--leader-election-lease=ha-jetstream-operator",
-        "--leader-election-duration=10s",
+        "--leader-election-duration=4s",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
-    // The Lease: a Role in the release namespace, create + get/patch of that one Lease.
+    // The Lease: a Role in the release namespace, create + get/list/watch/update of that
+    // one Lease.
     let lease = r.one("Role", "ha-jetstream-operator-leader-election");
     assert_eq!(lease["metadata"]["namespace"], ns.name());
     assert_eq!(
@@ -873,7 +874,7 @@ async fn template_replicas_2_with_pdb_and_servicemonitor() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": ["ha-jetstream-operator"], "verbs": ["get", "patch"]}
+             "resourceNames": ["ha-jetstream-operator"], "verbs": ["get", "list", "watch", "update"]}
         ])
     );
     r.one("RoleBinding", "ha-jetstream-operator-leader-election");
@@ -1555,8 +1556,9 @@ async fn chart_rbac_lets_the_operator_work_and_nothing_more() {
         // The Lease: its own, in its own namespace.
         ("create leases.coordination.k8s.io -n @NS", true),
         ("get @LEASE -n @NS", true),
-        ("patch @LEASE -n @NS", true),
-        ("update @LEASE -n @NS", false),
+        ("watch @LEASE -n @NS", true),
+        ("update @LEASE -n @NS", true),
+        ("patch @LEASE -n @NS", false),
         ("delete @LEASE -n @NS", false),
         ("get leases.coordination.k8s.io/somebody-else -n @NS", false),
         ("create leases.coordination.k8s.io -n default", false),

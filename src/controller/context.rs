@@ -83,6 +83,9 @@ pub enum Error {
     /// Serialising a patch failed.
     #[error("serialisation error: {0}")]
     Serde(#[from] serde_json::Error),
+    /// Leadership was lost: this process writes nothing more ([`crate::fence`]).
+    #[error("{}", crate::fence::FENCED)]
+    Fenced,
 }
 
 impl Error {
@@ -90,7 +93,7 @@ impl Error {
     pub fn category(&self) -> ErrorCategory {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorCategory::KubeConflict,
-            Error::Kube(_) => ErrorCategory::Kube,
+            Error::Kube(_) | Error::Fenced => ErrorCategory::Kube,
             Error::Serde(_) => ErrorCategory::Serde,
         }
     }
@@ -209,6 +212,9 @@ impl Context {
             action: event.reason.into(),
             secondary: None,
         };
+        if !crate::fence::is_open() {
+            return;
+        }
         self.metrics.kube_write(kind, Write::Event);
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             warn!(error = %e, reason = event.reason, "cannot publish event");

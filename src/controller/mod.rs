@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod connect;
 pub mod consumer;
 pub mod context;
+pub mod election;
 pub mod engine;
 pub mod kinds;
 pub mod plan;

@@ -2,7 +2,6 @@
 //! advisory router, readiness.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -12,7 +11,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admin::Readiness;
 use crate::api::account::{Account, account_ref};
@@ -22,6 +21,7 @@ use crate::metrics::Metrics;
 
 use super::account::{self, AccountCtx};
 use super::context::{Context, Settings};
+use super::election::{Elector, Timings};
 use super::engine::{KindCtx, change_hash, error_policy, reconcile};
 use super::kinds::{self, Managed, Visitor};
 use super::scanner;
@@ -35,13 +35,14 @@ pub struct LeaderElection {
     pub lease_name: String,
     /// This replica's identity.
     pub identity: String,
-    /// Lease duration in seconds; the holder renews it a third of that before expiry.
-    pub duration_secs: u64,
+    /// Lease duration: a crashed leader is replaced within it ([`election::Timings`]).
+    pub duration: std::time::Duration,
 }
 
 /// Runs the controllers only while this replica holds the Lease. Followers keep watches
-/// (so /readyz reflects them, independent of leadership) and write nothing. A leader that
-/// loses the Lease stops and returns an error, so it never writes beside a new leader.
+/// (so /readyz reflects them, independent of leadership) and write nothing. A leader
+/// whose Lease is taken, or cannot be renewed in time, exits at once: it stops writing
+/// before a follower may take over ([`election`]).
 pub async fn run_elected(
     client: kube::Client,
     settings: Settings,
@@ -50,108 +51,48 @@ pub async fn run_elected(
     election: LeaderElection,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use kube_lease_manager::LeaseManagerBuilder;
     check_crds(&client, &settings.namespaces).await?;
-    let duration = election.duration_secs.max(3);
-    let grace = (duration / 3).max(1);
-    let build = || async {
-        LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-            .with_namespace(&election.namespace)
-            .with_identity(&election.identity)
-            .with_duration(duration)
-            .with_grace(grace)
-            .build()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot set up leader election with Lease {}/{}: {e}",
-                    election.namespace,
-                    election.lease_name
-                )
-            })
-    };
-    let (mut leader, mut lease_task) = build().await?.watch().await;
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), &election.namespace);
-    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    let timings = Timings::new(election.duration);
+    let elector = Elector::new(
+        client.clone(),
+        &election.namespace,
+        &election.lease_name,
+        &election.identity,
+        timings,
+    );
     metrics.leader.set(0);
     let followers = follower_watches(&client, &settings.namespaces, &readiness);
-    let mut shutdown = Box::pin(futures::future::FutureExt::shared(
-        Box::pin(shutdown) as BoxFuture<'static, ()>
-    ));
-    info!(identity = %election.identity, lease = %format!("{}/{}", election.namespace, election.lease_name), "waiting for leadership");
-    loop {
-        if *leader.borrow_and_update() {
-            break;
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown) as BoxFuture<'static, ()>);
+    info!(identity = %election.identity, lease = %format!("{}/{}", election.namespace, election.lease_name), duration_ms = timings.duration.as_millis() as u64, "waiting for leadership");
+    let (lease, renewed) = tokio::select! {
+        held = elector.acquire() => held,
+        _ = shutdown.clone() => {
+            for f in followers { f.abort(); }
+            return Ok(());
         }
-        tokio::select! {
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    anyhow::bail!("leader election stopped");
-                }
-            }
-            _ = poll.tick() => {
-                // A leader that stops gracefully releases the Lease, but the election
-                // library only looks again when the old Lease would have expired: take a
-                // released Lease at once by starting a fresh election.
-                let released = leases
-                    .get_opt(&election.lease_name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|l| l.spec)
-                    .is_some_and(|s| s.holder_identity.as_deref().unwrap_or("").is_empty());
-                if released {
-                    lease_task.abort();
-                    let (l, t) = build().await?.watch().await;
-                    leader = l;
-                    lease_task = t;
-                }
-            }
-            _ = &mut shutdown => {
-                for f in followers { f.abort(); }
-                drop(leader);
-                let _ = lease_task.await;
-                return Ok(());
-            }
-        }
-    }
+    };
     for f in followers {
         f.abort();
     }
+    crate::fence::open_until(renewed + timings.fence_after);
     // The controllers' own watches count from here on.
     readiness.reset();
     info!(identity = %election.identity, "became the leader");
     metrics.leader.set(1);
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = {
-        let lost = lost.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = async {
-                    while leader.changed().await.is_ok() {
-                        if !*leader.borrow_and_update() {
-                            break;
-                        }
-                    }
-                } => {
-                    lost.store(true, Ordering::SeqCst);
-                }
-            }
-            // Dropping the receiver releases the Lease (followers still wait out its
-            // last-seen expiry before taking it).
-            drop(leader);
+    tokio::select! {
+        result = run(client, settings, metrics.clone(), readiness, shutdown) => {
+            metrics.leader.set(0);
+            elector.release().await;
+            result
         }
-    };
-    run(client, settings, metrics.clone(), readiness, stop).await?;
-    metrics.leader.set(0);
-    let _ = lease_task.await;
-    if lost.load(Ordering::SeqCst) {
-        anyhow::bail!("lost the leader Lease; stopping so that only the new leader writes");
+        lost = elector.hold(lease, renewed) => {
+            // The fence: nothing of this process may write once a follower could hold
+            // the Lease, and a graceful stop of the controllers could take longer than
+            // the time left. Exit now; the Deployment starts a fresh follower.
+            error!(identity = %election.identity, reason = %lost, "lost leadership; exiting so that only the new leader writes");
+            std::process::exit(1);
+        }
     }
-    Ok(())
 }
 
 /// Watches every kind (no reconciling) so a follower's readiness means what a leader's

@@ -126,6 +126,9 @@ where
         "kind": K::kind(&()),
         "status": next,
     });
+    if !crate::fence::is_open() {
+        return Err(Error::Fenced);
+    }
     ctx.metrics.kube_write(kind, Write::Status);
     api.patch_status(
         &name,
@@ -160,6 +163,9 @@ where
             "resourceVersion": obj.meta().resource_version,
         }
     });
+    if !crate::fence::is_open() {
+        return Err(Error::Fenced);
+    }
     ctx.metrics.kube_write(kind, Write::Finalizer);
     match api
         .patch(

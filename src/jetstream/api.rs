@@ -82,6 +82,13 @@ impl JsApi {
         subject: String,
         body: Vec<u8>,
     ) -> Result<T, JsError> {
+        // Fenced: nothing is sent (and nothing counted as sent).
+        if !crate::fence::is_open() {
+            return Err(JsError::Connection {
+                servers: self.conn.servers.clone(),
+                reason: crate::fence::FENCED.into(),
+            });
+        }
         let started = Instant::now();
         let result = self.call_inner(op, subject, body).await;
         let outcome = match &result {
