@@ -3,7 +3,7 @@
 //! every asset kind ([`apply`], [`delete`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use tracing::{debug, info, warn};
@@ -120,6 +120,8 @@ pub async fn apply<K: Managed>(
     let owner = owner(ctx, key);
     let common = obj.common();
     let policies = ctx.settings.policies(&key.namespace, common);
+    // Reads of this attempt are no newer than this (see `StreamReads::put`).
+    let started = Instant::now();
 
     let resolved = match ctx.resolver.resolve(&key.namespace, common).await {
         Ok(r) => {
@@ -187,7 +189,7 @@ pub async fn apply<K: Managed>(
             None => match js.stream_info(name).await {
                 Ok(info) => {
                     if let Some(i) = &info {
-                        ctx.stream_reads.put(conn.key, js.prefix(), i);
+                        ctx.stream_reads.put(conn.key, js.prefix(), i, started);
                     }
                     Some(info.map(|i| i.config))
                 }
@@ -309,7 +311,7 @@ pub async fn apply<K: Managed>(
     };
     // A stream as the server holds it now: its consumers need not read it again.
     if let Some(info) = latest.and_then(K::Asset::stream_info) {
-        ctx.stream_reads.put(conn.key, js.prefix(), info);
+        ctx.stream_reads.put(conn.key, js.prefix(), info, started);
     }
     let mut attempt = Attempt {
         state: conclusion.state,

@@ -27,6 +27,10 @@ pub struct StreamReads {
     /// Per connection and API prefix: the listing since the last start or reconnect,
     /// done (or under way: later callers wait for it).
     listed: Mutex<HashMap<(u64, String), Listing>>,
+    /// When a stream (`Some`) or a whole connection (`None`) was last forgotten: a read
+    /// made before that is not taken in (a reconcile that read a stream before its
+    /// deletion must not put the stream back after the deletion's advisory).
+    forgotten: Mutex<HashMap<(u64, Option<String>), Instant>>,
 }
 
 impl StreamReads {
@@ -37,6 +41,7 @@ impl StreamReads {
             max,
             inner: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            forgotten: Mutex::new(HashMap::new()),
         }
     }
 
@@ -56,10 +61,11 @@ impl StreamReads {
             Err(_) => return,
         };
         cell.get_or_init(|| async {
+            let read_at = Instant::now();
             match list().await {
                 Ok(streams) => {
                     for s in streams {
-                        self.put_owned(conn, prefix, s);
+                        self.put_owned(conn, prefix, s, read_at);
                     }
                 }
                 Err(e) => {
@@ -78,13 +84,23 @@ impl StreamReads {
             .map(|(_, c)| c.clone())
     }
 
-    /// Remembers what the server answered for a stream.
-    pub fn put(&self, conn: u64, prefix: &str, info: &StreamInfo) {
-        self.put_owned(conn, prefix, info.clone());
+    /// Remembers what the server answered for a stream, to a request sent at `read_at`
+    /// (or earlier). The entry lives `ttl` from then.
+    pub fn put(&self, conn: u64, prefix: &str, info: &StreamInfo, read_at: Instant) {
+        self.put_owned(conn, prefix, info.clone(), read_at);
     }
 
     /// [`StreamReads::put`], taking the answer (a listing's entries move in, uncopied).
-    pub fn put_owned(&self, conn: u64, prefix: &str, info: StreamInfo) {
+    pub fn put_owned(&self, conn: u64, prefix: &str, info: StreamInfo, read_at: Instant) {
+        let stale = self.forgotten.lock().is_ok_and(|f| {
+            [Some(info.config.name.clone()), None]
+                .into_iter()
+                .filter_map(|s| f.get(&(conn, s)))
+                .any(|at| *at >= read_at)
+        });
+        if stale {
+            return;
+        }
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
@@ -97,12 +113,15 @@ impl StreamReads {
         }
         m.insert(
             (conn, prefix.to_string(), info.config.name.clone()),
-            (Instant::now(), Arc::new(info)),
+            (read_at, Arc::new(info)),
         );
     }
 
     /// Forgets `stream` on a connection (every API prefix).
     pub fn forget(&self, conn: u64, stream: &str) {
+        if let Ok(mut f) = self.forgotten.lock() {
+            f.insert((conn, Some(stream.to_string())), Instant::now());
+        }
         if let Ok(mut m) = self.inner.lock() {
             m.retain(|(c, _, s), _| !(*c == conn && s == stream));
         }
@@ -110,6 +129,9 @@ impl StreamReads {
 
     /// Forgets every stream of a connection; its streams are listed again on next use.
     pub fn forget_connection(&self, conn: u64) {
+        if let Ok(mut f) = self.forgotten.lock() {
+            f.insert((conn, None), Instant::now());
+        }
         if let Ok(mut m) = self.inner.lock() {
             m.retain(|(c, _, _), _| *c != conn);
         }
@@ -123,6 +145,9 @@ impl StreamReads {
         let ttl = self.ttl;
         if let Ok(mut m) = self.inner.lock() {
             m.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        if let Ok(mut f) = self.forgotten.lock() {
+            f.retain(|_, at| at.elapsed() < ttl);
         }
     }
 
@@ -156,7 +181,7 @@ mod tests {
     #[test]
     fn remembers_per_connection_and_prefix_and_forgets_on_change() {
         let reads = StreamReads::new(Duration::from_secs(60), 100);
-        reads.put(1, "$JS.API", &config("orders", 5));
+        reads.put(1, "$JS.API", &config("orders", 5), Instant::now());
         assert_eq!(
             reads.get(1, "$JS.API", "orders").map(|c| c.config.max_age),
             Some(5)
@@ -169,8 +194,8 @@ mod tests {
             reads.get(1, "$JS.hub.API", "orders").is_none(),
             "another prefix"
         );
-        reads.put(1, "$JS.hub.API", &config("orders", 6));
-        reads.put(1, "$JS.API", &config("audit", 7));
+        reads.put(1, "$JS.hub.API", &config("orders", 6), Instant::now());
+        reads.put(1, "$JS.API", &config("audit", 7), Instant::now());
         reads.forget(1, "orders");
         assert!(reads.get(1, "$JS.API", "orders").is_none());
         assert!(reads.get(1, "$JS.hub.API", "orders").is_none());
@@ -219,16 +244,39 @@ mod tests {
     }
 
     #[test]
+    fn a_read_older_than_a_forget_is_not_taken_in() {
+        let reads = StreamReads::new(Duration::from_secs(60), 100);
+        let before = Instant::now();
+        reads.forget(1, "orders");
+        reads.put(1, "$JS.API", &config("orders", 5), before);
+        assert!(
+            reads.get(1, "$JS.API", "orders").is_none(),
+            "read before the deletion"
+        );
+        reads.put(1, "$JS.API", &config("audit", 5), before);
+        assert!(reads.get(1, "$JS.API", "audit").is_some(), "another stream");
+        reads.put(1, "$JS.API", &config("orders", 6), Instant::now());
+        assert!(reads.get(1, "$JS.API", "orders").is_some(), "read after it");
+        let before = Instant::now();
+        reads.forget_connection(1);
+        reads.put(1, "$JS.API", &config("audit", 7), before);
+        assert!(
+            reads.get(1, "$JS.API", "audit").is_none(),
+            "read before the reconnect"
+        );
+    }
+
+    #[test]
     fn entries_expire_and_the_size_is_bounded() {
         let reads = StreamReads::new(Duration::ZERO, 100);
-        reads.put(1, "$JS.API", &config("orders", 5));
+        reads.put(1, "$JS.API", &config("orders", 5), Instant::now());
         assert!(reads.get(1, "$JS.API", "orders").is_none(), "expired");
         reads.purge();
         assert!(reads.is_empty());
 
         let reads = StreamReads::new(Duration::from_secs(60), 10);
         for i in 0..25 {
-            reads.put(1, "$JS.API", &config(&format!("s{i}"), 1));
+            reads.put(1, "$JS.API", &config(&format!("s{i}"), 1), Instant::now());
         }
         assert!(reads.len() <= 10, "held {}", reads.len());
     }
