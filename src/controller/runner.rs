@@ -35,14 +35,14 @@ pub struct LeaderElection {
     pub lease_name: String,
     /// This replica's identity.
     pub identity: String,
-    /// Lease duration: a crashed leader is replaced within it ([`election::Timings`]).
+    /// Lease duration: a crashed leader is replaced within it ([`Timings`]).
     pub duration: std::time::Duration,
 }
 
 /// Runs the controllers only while this replica holds the Lease. Followers keep watches
 /// (so /readyz reflects them, independent of leadership) and write nothing. A leader
 /// whose Lease is taken, or cannot be renewed in time, exits at once: it stops writing
-/// before a follower may take over ([`election`]).
+/// before a follower may take over ([`super::election`]).
 pub async fn run_elected(
     client: kube::Client,
     settings: Settings,
