@@ -108,6 +108,42 @@ async fn wait_admin(addr: &str) {
     .await;
 }
 
+/// Starts replicas `ids` of the operator under leader election in `ns` (Lease in `ns`),
+/// with resync interval `resync` and `extra` flags.
+async fn start_elected(
+    cp: &ControlPlane,
+    nats: &Nats,
+    ns: &str,
+    addrs: &[String; 2],
+    ids: [&str; 2],
+    resync: &str,
+    extra: &[&str],
+) -> [Operator; 2] {
+    let args = |i: usize| -> Vec<&str> {
+        let mut a = vec![
+            "--servers",
+            nats.url(),
+            "--namespace",
+            ns,
+            "--resync-interval",
+            resync,
+            "--leader-election",
+            "--leader-election-namespace",
+            ns,
+            "--pod-name",
+            ids[i],
+            "--admin-address",
+            addrs[i].as_str(),
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    [
+        Operator::start(cp, &args(0)).await,
+        Operator::start(cp, &args(1)).await,
+    ]
+}
+
 /// `holderIdentity` of the leader Lease in `ns`.
 async fn lease_holder(cp: &ControlPlane, ns: &str) -> Option<String> {
     Api::<Lease>::namespaced(cp.client(), ns)
@@ -390,34 +426,7 @@ async fn leader_election_single_writer_and_failover() {
     let api = dyn_api(cp, ns.name(), "streams");
     let addrs = two_admin_addresses();
     let ids = ["op-a", "op-b"];
-    let args = |i: usize| -> Vec<String> {
-        [
-            "--servers",
-            nats.url(),
-            "--namespace",
-            ns.name(),
-            "--resync-interval",
-            "3s",
-            "--leader-election",
-            "--leader-election-namespace",
-            ns.name(),
-            "--pod-name",
-            ids[i],
-            "--admin-address",
-            addrs[i].as_str(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-    };
-    let start = |i: usize| {
-        let a = args(i);
-        async move {
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            Operator::start(cp, &refs).await
-        }
-    };
-    let mut ops = [start(0).await, start(1).await];
+    let mut ops = start_elected(cp, &nats, ns.name(), &addrs, ids, "3s", &[]).await;
     let monitor = Monitor::start(ids, addrs.clone());
 
     // Exactly one leader, named by the Lease; both ready.
@@ -665,32 +674,7 @@ async fn failover_after_repeated_sigkills() {
     let api = dyn_api(cp, ns.name(), "streams");
     let addrs = two_admin_addresses();
     let ids = ["op-a", "op-b"];
-    let args = |i: usize| -> Vec<String> {
-        [
-            "--servers",
-            nats.url(),
-            "--namespace",
-            ns.name(),
-            "--resync-interval",
-            "3s",
-            "--leader-election",
-            "--leader-election-namespace",
-            ns.name(),
-            "--pod-name",
-            ids[i],
-            "--admin-address",
-            addrs[i].as_str(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-    };
-    let mut ops = Vec::new();
-    for i in 0..2 {
-        let a = args(i);
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        ops.push(Operator::start(cp, &refs).await);
-    }
+    let mut ops = start_elected(cp, &nats, ns.name(), &addrs, ids, "3s", &[]).await;
     let monitor = Monitor::start(ids, addrs.clone());
     apply(
         cp,
@@ -781,32 +765,16 @@ async fn a_frozen_leader_is_fenced() {
     let api = dyn_api(cp, ns.name(), "streams");
     let addrs = two_admin_addresses();
     let ids = ["op-a", "op-b"];
-    let mut ops = Vec::new();
-    for i in 0..2 {
-        ops.push(
-            Operator::start(
-                cp,
-                &[
-                    "--servers",
-                    nats.url(),
-                    "--namespace",
-                    ns.name(),
-                    "--resync-interval",
-                    "1s",
-                    "--leader-election",
-                    "--leader-election-namespace",
-                    ns.name(),
-                    "--leader-election-duration",
-                    "2s",
-                    "--pod-name",
-                    ids[i],
-                    "--admin-address",
-                    addrs[i].as_str(),
-                ],
-            )
-            .await,
-        );
-    }
+    let mut ops = start_elected(
+        cp,
+        &nats,
+        ns.name(),
+        &addrs,
+        ids,
+        "1s",
+        &["--leader-election-duration", "2s"],
+    )
+    .await;
     apply(
         cp,
         ns.name(),
@@ -838,20 +806,26 @@ async fn a_frozen_leader_is_fenced() {
 
     // Resumed: a drift scan is due and its cache still says 1h. It must not write.
     signal(pid, "CONT");
-    let mut after = Vec::new();
-    let status = loop {
-        if let Some(s) = ops[leader].exited() {
-            break s;
-        }
-        if let Some(m) = scrape(&addrs[leader]).await {
-            after.push(m);
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(60),
-            "the resumed leader did not exit"
-        );
-        tokio::time::sleep(MEASURE_POLL).await;
-    };
+    let after = std::cell::RefCell::new(Vec::new());
+    let status = wait_until_every(
+        Duration::from_secs(60),
+        MEASURE_POLL,
+        "the resumed, fenced leader to exit",
+        || {
+            let exited = ops[leader].exited();
+            let (after, addr) = (&after, &addrs[leader]);
+            async move {
+                if exited.is_none()
+                    && let Some(m) = scrape(addr).await
+                {
+                    after.borrow_mut().push(m);
+                }
+                exited
+            }
+        },
+    )
+    .await;
+    let after = after.into_inner();
     assert!(!status.success(), "the fenced leader exited with {status}");
     let log = ops[leader].log();
     assert!(

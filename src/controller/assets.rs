@@ -46,7 +46,7 @@ pub struct Attempt {
     pub adopted: bool,
     /// Facts from the asset's latest info, when known.
     pub facts: Facts,
-    /// The asset as the server holds it now, normalised.
+    /// Fingerprint of the asset as the server holds it now.
     pub seen: Option<Snapshot>,
     /// What the asset should be (for the drift scan).
     pub expected: Option<Snapshot>,

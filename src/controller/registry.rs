@@ -34,9 +34,9 @@ pub struct Registration {
     pub js: JsApi,
     /// The asset it manages.
     pub asset: AssetRef,
-    /// Expected config (known once the object was Ready).
+    /// Fingerprint of the expected config (known once the object was Ready).
     pub expected: Option<Snapshot>,
-    /// The asset as last seen on the server, normalised (`None`: missing or not read).
+    /// Fingerprint of the asset as last seen on the server (`None`: missing or not read).
     pub seen: Option<Snapshot>,
     /// Facts the status was last written with (leader, replicas, pause).
     pub facts: Facts,
