@@ -6,12 +6,13 @@ export CARGO_TARGET_DIR ?= $(JSO_CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug/jetstream-operator
 
-.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench clean-run
+.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench soak clean-run
 
 help:
 	@echo "make demo   local control plane + NATS + operator + examples (Ctrl-C stops it)"
 	@echo "make test   fmt, clippy, unit tests, CRD sync check, integration tests on real components"
 	@echo "make bench  N Streams + N Consumers: convergence, cold start, rest, drift repair, memory (BENCH_N=1000)"
+	@echo "make soak   2,000 objects an hour at rest: 0 writes, flat RSS, requests within budget (SOAK_SECS=3600)"
 	@echo "make conformance  the conformance corpus on nats-server 2.10, 2.11, 2.12, 2.14 and 2.15"
 	@echo "make crds   regenerate crds/ from the Rust types"
 
@@ -58,6 +59,10 @@ BENCH_N ?= 1000
 bench: tools
 	@scripts/install-nack
 	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench scale
+
+SOAK_SECS ?= 3600
+soak: tools
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) bench --locked --bench soak
 
 clean-run:
 	rm -rf .run

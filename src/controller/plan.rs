@@ -1228,3 +1228,7 @@ pub fn deletion_event(step: &Deletion, s: &Subject) -> Option<Event> {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fuzz_tests.rs"]
+mod fuzz_tests;
