@@ -182,7 +182,8 @@ pub struct AssetStatus {
     pub replicas: Option<i64>,
 
     /// The subjects the stream stores, comma-separated (what `kubectl get streams` shows;
-    /// the subjects default to the stream's name).
+    /// the subjects default to the stream's name). Past 1,024 characters, the ones that fit
+    /// and how many more there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects: Option<String>,
 }

@@ -325,7 +325,7 @@ pub async fn apply<K: Managed>(
             .as_ref()
             .and_then(|d| d.subjects())
             .filter(|s| !s.is_empty())
-            .map(|s| s.join(", ")),
+            .map(display_subjects),
         events_live: conn.advisories_live(),
     };
     if attempt.state.is_ready() {
@@ -495,5 +495,50 @@ async fn release_marker<K: Managed>(js: &JsApi, id: &IdOf<K>, mut cfg: ConfigOf<
     owner::release(cfg.metadata_mut());
     if let Err(e) = K::Asset::update(js, id, &cfg).await {
         debug!(error = %e, "could not remove the ownership marker from a kept asset");
+    }
+}
+
+/// At most this many characters of subjects go into a status (a stream may have enough
+/// subjects to fill etcd's object limit twice over if they were all repeated).
+pub const STATUS_SUBJECTS_MAX: usize = 1024;
+
+/// The subjects for `status.subjects`: comma-separated, and when that runs past
+/// [`STATUS_SUBJECTS_MAX`] characters, the ones that fit and how many more there are.
+pub fn display_subjects(subjects: &[String]) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for (i, s) in subjects.iter().enumerate() {
+        let n = s.chars().count() + if i == 0 { 0 } else { 2 };
+        if len + n > STATUS_SUBJECTS_MAX {
+            if out.is_empty() {
+                return format!("({} subjects)", subjects.len());
+            }
+            out.push_str(&format!(", … ({} more)", subjects.len() - i));
+            return out;
+        }
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(s);
+        len += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn status_subjects_stay_small() {
+        let few = vec!["a.>".to_string(), "b".to_string()];
+        assert_eq!(display_subjects(&few), "a.>, b");
+        let many: Vec<String> = (0..1000).map(|i| format!("orders.{i:04}.>")).collect();
+        let shown = display_subjects(&many);
+        assert!(shown.chars().count() <= STATUS_SUBJECTS_MAX + 20, "{shown}");
+        assert!(shown.starts_with("orders.0000.>, orders.0001.>"));
+        assert!(shown.ends_with("more)"), "{shown}");
+        let huge = vec!["x".repeat(5000)];
+        assert_eq!(display_subjects(&huge), "(1 subjects)");
     }
 }

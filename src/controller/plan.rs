@@ -129,6 +129,9 @@ pub struct History {
     pub adopted: bool,
     /// The reason of a Ready=True condition written for the current generation.
     pub ready_reason: Option<String>,
+    /// A status was written before: the operator has already tried (a create that timed
+    /// out may have been done by the server all the same).
+    pub attempted: bool,
 }
 
 /// How an operation failed, as far as decisions care.
@@ -631,15 +634,19 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
     }
 }
 
-/// Whether an apply reads the asset before planning. A stream the object never had (the
-/// object was never Ready nor stalled, and the operator may write) is most likely absent:
-/// it is created straight away, and read only when the server answers that the name is
-/// taken (a refused stream create changes nothing). Consumers are always read first: on a
+/// Whether an apply reads the asset before planning. A stream the object never had (no
+/// status was ever written for the object, and the operator may write) is most likely
+/// absent: it is created straight away, and read only when the server answers that the
+/// name is taken (a refused stream create changes nothing). After any earlier attempt it
+/// is read first: a create that timed out may have been carried out by the server, and
+/// repeating it blind can time out again the same way (a stream with thousands of
+/// subjects takes the server seconds to check). Consumers are always read first: on a
 /// standalone nats-server without the fix of nats-server#8491, a refused consumer create
 /// destroys the stored state of the consumer that has the name.
 pub fn observe_first(is_stream: bool, history: &History, policies: Policies) -> bool {
     !is_stream
         || policies.read_only
+        || history.attempted
         || history.was_ready
         || history.adopted
         || history.stalled_for_generation.is_some()

@@ -712,6 +712,14 @@ fn only_new_streams_are_created_without_a_read() {
                 ..History::default()
             },
         ),
+        (
+            // A create that timed out: the server may have made the stream after all.
+            "tried before",
+            History {
+                attempted: true,
+                ..History::default()
+            },
+        ),
     ] {
         assert!(observe_first(true, &h, writable), "{what}");
     }

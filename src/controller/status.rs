@@ -5,6 +5,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::api::common::AssetStatus;
 use crate::api::conditions::{self, Cond, READY, STALLED, Time, reason};
@@ -34,6 +35,7 @@ pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> Histo
         ready_reason: ready
             .filter(|c| this_generation && c.status == "True")
             .map(|c| c.reason.clone()),
+        attempted: ready.is_some(),
     }
 }
 
@@ -98,6 +100,41 @@ where
     Ok(wrote)
 }
 
+/// JSON that the apiserver's YAML reader takes as it is. A server-side apply body is read as
+/// YAML, and YAML refuses some characters that JSON carries raw (DEL, the C1 controls but
+/// NEL, U+FFFE and U+FFFF), with "control characters are not allowed". Specs may hold them
+/// (a subject, a description) and statuses repeat them; written as `\uXXXX` escapes they
+/// mean the same in both.
+pub fn yaml_safe_json<T: Serialize>(value: &T) -> Result<Box<RawValue>, serde_json::Error> {
+    struct Escaping;
+    impl serde_json::ser::Formatter for Escaping {
+        fn write_string_fragment<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            fragment: &str,
+        ) -> std::io::Result<()> {
+            let mut rest = fragment;
+            while let Some((i, c)) = rest.char_indices().find(|(_, c)| yaml_refuses(*c)) {
+                w.write_all(&rest.as_bytes()[..i])?;
+                write!(w, "\\u{:04x}", u32::from(c))?;
+                rest = &rest[i + c.len_utf8()..];
+            }
+            w.write_all(rest.as_bytes())
+        }
+    }
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out, Escaping,
+    ))?;
+    // The formatter writes UTF-8 JSON.
+    RawValue::from_string(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The characters YAML's reader refuses raw that JSON writes raw.
+fn yaml_refuses(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+}
+
 /// Server-side applies `next` to the status subresource of any of the operator's kinds,
 /// unless it equals `current`. Returns whether it wrote.
 pub async fn apply_status<K, S>(
@@ -121,11 +158,11 @@ where
     let ns = obj.meta().namespace.clone().unwrap_or_default();
     let name = obj.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    let body = serde_json::json!({
+    let body = yaml_safe_json(&serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": next,
-    });
+    }))?;
     if !crate::fence::is_open() {
         return Err(Error::Fenced);
     }
@@ -329,5 +366,24 @@ mod tests {
         let held = paused(Some(&stalled), "paused");
         assert_eq!(held.conditions.len(), 1);
         assert_eq!(held.conditions[0].status, "False");
+    }
+
+    /// The spec fuzzer's finding: a subject with DEL and C1 controls made every status
+    /// apply fail ("control characters are not allowed"), so the object never got a status.
+    #[test]
+    fn status_bodies_escape_what_yaml_refuses() {
+        let v = serde_json::json!({"subjects": "a\u{7f}b\u{80}c\u{85}d\u{9f}\u{fffe}\u{ffff}é🕴\u{1b}\"\\"});
+        let raw = yaml_safe_json(&v).unwrap();
+        let text = raw.get();
+        for c in ['\u{7f}', '\u{80}', '\u{9f}', '\u{fffe}', '\u{ffff}'] {
+            assert!(!text.contains(c), "{c:?} left raw in {text}");
+        }
+        // NEL and everything printable stay as they are; the meaning is unchanged.
+        assert!(text.contains("\u{85}d") && text.contains("é🕴"), "{text}");
+        assert!(
+            text.contains("\\u007f") && text.contains("\\uffff"),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<serde_json::Value>(text).unwrap(), v);
     }
 }

@@ -134,6 +134,10 @@ impl JsApi {
                         }
                     }
                     async_nats::RequestErrorKind::NoResponders => JsError::NoResponders { subject },
+                    async_nats::RequestErrorKind::MaxPayloadExceeded => JsError::TooLarge {
+                        op,
+                        reason: e.to_string(),
+                    },
                     _ => JsError::Connection {
                         servers: self.conn.servers.clone(),
                         reason: e.to_string(),

@@ -103,6 +103,17 @@ pub enum JsError {
         /// The server's words.
         description: String,
     },
+    /// The request is larger than the server takes (its `max_payload`): sending it again
+    /// cannot help.
+    #[error(
+        "the JetStream {op} request is larger than the server accepts ({reason}); make the configuration smaller (fewer subjects, sources or metadata) or raise the server's max_payload"
+    )]
+    TooLarge {
+        /// Operation.
+        op: JsOp,
+        /// The client's words (sizes).
+        reason: String,
+    },
     /// The answer could not be parsed.
     #[error("cannot decode JetStream {op} response: {reason}")]
     Decode {
@@ -145,7 +156,7 @@ impl JsError {
                 Disposition::Transient
             }
             JsError::Auth { .. } => Disposition::Auth,
-            JsError::Decode { .. } => Disposition::Permanent,
+            JsError::Decode { .. } | JsError::TooLarge { .. } => Disposition::Permanent,
             JsError::Api {
                 code: c, err_code, ..
             } => match *err_code {
@@ -188,6 +199,7 @@ impl JsError {
             JsError::Timeout { .. } => ErrorCategory::Timeout,
             JsError::NoResponders { .. } => ErrorCategory::NoResponders,
             JsError::Decode { .. } => ErrorCategory::Decode,
+            JsError::TooLarge { .. } => ErrorCategory::Refused,
             JsError::Api { .. } => match self.disposition() {
                 Disposition::Permanent => ErrorCategory::Refused,
                 Disposition::Auth => ErrorCategory::Auth,
@@ -221,6 +233,7 @@ impl JsError {
             JsError::Timeout { .. } => reason::TIMEOUT,
             JsError::NoResponders { .. } => reason::JETSTREAM_UNAVAILABLE,
             JsError::Decode { .. } => reason::API_ERROR,
+            JsError::TooLarge { .. } => reason::NOT_SUPPORTED,
             JsError::Api { err_code, .. } => match self.disposition() {
                 Disposition::Permanent => reason::NOT_SUPPORTED,
                 Disposition::Auth => reason::FORBIDDEN,
