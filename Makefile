@@ -6,12 +6,13 @@ export CARGO_TARGET_DIR ?= $(JSO_CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug/jetstream-operator
 
-.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench soak clean-run
+.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench soak chaos clean-run
 
 help:
 	@echo "make demo   local control plane + NATS + operator + examples (Ctrl-C stops it)"
 	@echo "make test   fmt, clippy, unit tests, CRD sync check, integration tests on real components"
 	@echo "make bench  N Streams + N Consumers: convergence, cold start, rest, drift repair, memory (BENCH_N=1000)"
+	@echo "make chaos  a 1,070-object rollout under faults, three seeds in a row, and 200 generated specs on a real server"
 	@echo "make soak   2,000 objects an hour at rest: 0 writes, flat RSS, requests within budget (SOAK_SECS=3600)"
 	@echo "make conformance  the conformance corpus on nats-server 2.10, 2.11, 2.12, 2.14 and 2.15"
 	@echo "make crds   regenerate crds/ from the Rust types"
@@ -59,6 +60,19 @@ BENCH_N ?= 1000
 bench: tools
 	@scripts/install-nack
 	BENCH_N=$(BENCH_N) $(CARGO) bench --locked --bench scale
+
+# The chaos suite at size, three runs with different seeds (JSO_CHAOS_SEED replays one),
+# then 200 generated specs against the real apiserver and nats-server.
+CHAOS_RUNS ?= 3
+chaos: tools
+	@mkdir -p .run
+	@for i in $$(seq 1 $(CHAOS_RUNS)); do \
+	  echo "== chaos run $$i of $(CHAOS_RUNS) (whole output: .run/chaos-$$i.log)"; \
+	  JSO_CHAOS_FULL=1 $(CARGO) test --locked --test chaos -- --nocapture 2>&1 \
+	    | tee .run/chaos-$$i.log | grep -E -A3 '^CHAOS|test result|panicked'; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+	JSO_FUZZ_SERVER_CASES=200 $(CARGO) test --locked --test fuzz -- --nocapture
 
 SOAK_SECS ?= 3600
 soak: tools

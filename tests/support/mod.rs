@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod credentials;
+pub mod specgen;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
@@ -316,6 +317,78 @@ impl ControlPlane {
         self.dir.join("apiserver.log")
     }
 
+    /// PID of a control-plane process (`etcd` or `apiserver`) from its PID file.
+    pub fn pid_of(&self, name: &str) -> u32 {
+        let path = self.dir.join(format!("{name}.pid"));
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no PID in {}", path.display()))
+    }
+
+    /// Stops kube-apiserver (SIGTERM; SIGKILL when it has not exited after 15 s) and starts
+    /// it again with the same command line, port and log, then waits until it answers
+    /// `/readyz`. Returns whether it stopped on SIGTERM. Etcd and its data stay. The control
+    /// plane's watchdog stops the new process like the old one.
+    pub async fn restart_apiserver(&self) -> bool {
+        let pid = self.pid_of("apiserver");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_else(|e| panic!("cannot read the apiserver's command line: {e}"));
+        let args: Vec<OsString> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a).to_owned())
+            .collect();
+        let exited = || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        };
+        // As a kubelet stops a pod: SIGTERM, then SIGKILL after a grace period (the
+        // apiserver can wait a minute for long requests to finish).
+        send_signal(pid, "TERM");
+        let graceful = poll_until(Duration::from_secs(15), || async { exited().then_some(()) })
+            .await
+            .is_some();
+        if !graceful {
+            send_signal(pid, "KILL");
+            wait_until(
+                Duration::from_secs(30),
+                "kube-apiserver to exit",
+                || async { exited().then_some(()) },
+            )
+            .await;
+        }
+        let log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.apiserver_log())
+            .unwrap_or_else(|e| panic!("cannot open the apiserver log: {e}"));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start kube-apiserver again: {e}"));
+        std::fs::write(self.dir.join("apiserver.pid"), child.id().to_string())
+            .unwrap_or_else(|e| panic!("cannot write the apiserver PID: {e}"));
+        // Reaped by the watchdog's stop at exit, like the first one.
+        std::mem::forget(child);
+        wait_until(
+            Duration::from_secs(90),
+            "kube-apiserver /readyz after a restart",
+            || async {
+                let out = kubectl(self, &["get", "--raw", "/readyz"]);
+                (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                    .then_some(())
+            },
+        )
+        .await;
+        graceful
+    }
+
     pub fn etcd_log(&self) -> PathBuf {
         self.dir.join("etcd.log")
     }
@@ -580,6 +653,17 @@ fn send_sigterm(pid: u32) {
 }
 
 /// SIGTERM, wait up to 10 s, SIGKILL (async: does not block the test's runtime).
+/// `kill -<sig> <pid>`; panics when kill fails.
+pub fn send_signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(status.success(), "kill -{sig} {pid} failed: {status}");
+}
+
 async fn terminate(child: &mut Child) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
@@ -737,6 +821,15 @@ impl Operator {
     pub async fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             terminate(&mut c).await;
+        }
+        kill_watchdog(&mut self.watchdog);
+    }
+
+    /// SIGKILL (a crash: no graceful stop, no Lease release) and waits for the exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
         kill_watchdog(&mut self.watchdog);
     }
@@ -1786,5 +1879,56 @@ impl Drop for Background {
             terminate_blocking(&mut c);
         }
         kill_watchdog(&mut self.watchdog);
+    }
+}
+
+// =======================================================================================
+// Namespace deletion (helpers of tests/limits.rs)
+// =======================================================================================
+
+/// kube-controller-manager running only its namespace controller against the control
+/// plane, so that a deleted namespace is emptied (its objects deleted, their finalizers
+/// waited for) and removed, as on a real cluster. Stopped when dropped.
+pub struct NamespaceController {
+    process: Background,
+    _dir: tempfile::TempDir,
+}
+
+impl NamespaceController {
+    /// Starts it and waits until its namespace informer has synced.
+    pub async fn start(cp: &ControlPlane) -> NamespaceController {
+        let exe = tool("kube-controller-manager");
+        let dir = new_tempdir("jso-kcm-");
+        let mut cmd = Command::new(exe);
+        cmd.arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .arg("--controllers=namespace")
+            .arg("--leader-elect=false")
+            .arg("--secure-port=0")
+            .env_remove("KUBECONFIG");
+        let process = Background::spawn(
+            "kube-controller-manager",
+            cmd,
+            &dir.path().join("kube-controller-manager.log"),
+        );
+        let kcm = NamespaceController { process, _dir: dir };
+        wait_until(
+            Duration::from_secs(60),
+            "kube-controller-manager's namespace controller to sync",
+            || async {
+                let log = kcm.process.log();
+                log.lines()
+                    .any(|l| {
+                        l.contains("Caches are synced") && l.contains("controller=\"namespace\"")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+        kcm
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 }
