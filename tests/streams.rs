@@ -298,6 +298,35 @@ async fn examples_become_ready() {
     eprintln!("kubectl get streams:\n{table}");
 }
 
+/// A Helm template that renders an unset value writes a null (`storage:` with nothing after
+/// it). NACK's CRDs drop such nulls; ours must too, not refuse them as values the enum
+/// does not list (found by the spec fuzzer).
+#[tokio::test]
+async fn null_enum_fields_mean_unset() {
+    let env = Env::start("nulls", false, &[]).await;
+    env.apply(&stream_yaml(
+        "nulls",
+        "subjects: [\"nulls.>\"]\nstorage:\nretention:\ndiscard: ~\ncompression:",
+    ));
+    let obj = wait_ready(&env.api, "nulls").await;
+    assert_current(&obj);
+    let spec = &obj.data["spec"];
+    for f in ["storage", "retention", "discard", "compression"] {
+        assert!(spec.get(f).is_none(), "{f} was kept: {spec}");
+    }
+    let cfg = get_stream_config(&env.js().await, "nulls")
+        .await
+        .expect("stream nulls");
+    assert_eq!(
+        cfg.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(
+        cfg.retention,
+        async_nats::jetstream::stream::RetentionPolicy::Limits
+    );
+}
+
 #[tokio::test]
 async fn update_follows_spec() {
     let env = Env::start("update", false, &[]).await;

@@ -35,10 +35,50 @@ pub trait ApiKind: kube::CustomResourceExt {
 /// The CRD of a kind, with its legacy versions.
 pub fn crd<K: ApiKind>() -> CustomResourceDefinition {
     let mut crd = K::crd();
+    for v in &mut crd.spec.versions {
+        if let Some(s) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            prune_null_enums(s);
+        }
+    }
     for v in K::LEGACY_VERSIONS {
         crd.spec.versions.push(legacy_version(v));
     }
     crd
+}
+
+/// Optional enum fields are not `nullable`, so that an explicit null (`storage:` with no
+/// value, as a Helm template renders an unset value) is dropped by the apiserver and means
+/// unset, as with NACK's CRDs, instead of being refused as a value the enum does not list.
+fn prune_null_enums(
+    s: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    if s.enum_.is_some() && s.nullable == Some(true) {
+        s.nullable = None;
+    }
+    for p in s.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        prune_null_enums(p);
+    }
+    match &mut s.items {
+        Some(JSONSchemaPropsOrArray::Schema(i)) => prune_null_enums(i),
+        Some(JSONSchemaPropsOrArray::Schemas(v)) => v.iter_mut().for_each(prune_null_enums),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(a)) = &mut s.additional_properties {
+        prune_null_enums(a);
+    }
+    for v in [&mut s.any_of, &mut s.all_of, &mut s.one_of]
+        .into_iter()
+        .flatten()
+    {
+        v.iter_mut().for_each(prune_null_enums);
+    }
 }
 
 /// A legacy version: not served, not stored, any shape.

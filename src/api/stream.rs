@@ -350,8 +350,8 @@ pub struct Placement {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamSource {
-    /// Name of the origin stream.
-    #[schemars(length(min = 1))]
+    /// Name of the origin stream (a stream name: no `.`, `*`, `>`, `/`, `\` or spaces).
+    #[schemars(length(min = 1, max = 255), pattern(ASSET_NAME_PATTERN))]
     pub name: String,
     /// Start at this sequence of the origin stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -85,10 +85,7 @@ fn object(schema: &Value) -> BoxedStrategy<Value> {
                 let v = value(s);
                 if required.contains(k) {
                     v.prop_map(move |v| Some((key.clone(), v))).boxed()
-                } else if s.get("nullable") == Some(&json!(true)) && s.get("enum").is_none() {
-                    // (An explicit null on a nullable enum is refused by the apiserver: the
-                    // enum does not list null. Left out, so that generated specs get past
-                    // admission more often.)
+                } else if s.get("nullable") == Some(&json!(true)) {
                     // Absent most of the time, sometimes an explicit null.
                     prop_oneof![
                         6 => Just(None),
