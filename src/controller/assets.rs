@@ -154,6 +154,7 @@ pub async fn apply<K: Managed>(
         }
     };
     let js = js_api(ctx, conn.clone(), &resolved.prefix);
+    let seen_before = ctx.registry.seen(key);
     ctx.registry.upsert(
         key.clone(),
         Registration {
@@ -252,12 +253,17 @@ pub async fn apply<K: Managed>(
         {
             owner::mark_adopted(d.metadata_mut());
         }
+        let history = History {
+            unchanged_since_write: seen_before.is_some()
+                && observed.map(K::Asset::snapshot) == seen_before,
+            ..history.clone()
+        };
         let plan = plan::apply(&ApplyFacts {
             desired: desired.as_ref().filter(|_| !stream_vanished),
             observed,
             owner: &owner,
             policies,
-            history,
+            history: &history,
             server: js.server_version(),
         });
         debug!(object = %key, plan = %plan.kind(), observed = observe, "planned");

@@ -132,6 +132,9 @@ pub struct History {
     /// A status was written before: the operator has already tried (a create that timed
     /// out may have been done by the server all the same).
     pub attempted: bool,
+    /// The server holds exactly what it held after this object's last reconcile (not a
+    /// status fact: the operator's memory of the asset).
+    pub unchanged_since_write: bool,
 }
 
 /// How an operation failed, as far as decisions care.
@@ -417,6 +420,10 @@ pub enum Refusal {
     UpdatePrevented(Vec<String>),
     /// It differs in fields JetStream cannot change in place (described).
     Immutable(Vec<String>),
+    /// The server stored other values for these fields than the spec asked for, the object
+    /// stalled on it, and the asset is unchanged since: writing the same again would only
+    /// get the same answer (and its advisory would start the next round).
+    StoredDifferently(Vec<String>),
     /// The spec asks for settings the server's version does not know (an older server
     /// would drop them without a word), so nothing is written.
     NeedsNewerServer {
@@ -507,6 +514,8 @@ named_enum! {
         RefuseUpdatePrevented => "Refuse/UpdatePrevented",
         /// [`Refusal::Immutable`].
         RefuseImmutable => "Refuse/Immutable",
+        /// [`Refusal::StoredDifferently`].
+        RefuseStoredDifferently => "Refuse/StoredDifferently",
         /// [`Refusal::NeedsNewerServer`].
         RefuseNeedsNewerServer => "Refuse/NeedsNewerServer",
     }
@@ -530,6 +539,7 @@ impl Plan {
                 Refusal::ReadOnly(_) => PlanKind::RefuseReadOnly,
                 Refusal::UpdatePrevented(_) => PlanKind::RefuseUpdatePrevented,
                 Refusal::Immutable(_) => PlanKind::RefuseImmutable,
+                Refusal::StoredDifferently(_) => PlanKind::RefuseStoredDifferently,
                 Refusal::NeedsNewerServer { .. } => PlanKind::RefuseNeedsNewerServer,
             },
         }
@@ -618,6 +628,13 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
             (false, Hold::ReadOnly) => Plan::Refuse(Refusal::ReadOnly(changes)),
             (false, Hold::PreventUpdate) => Plan::Refuse(Refusal::UpdatePrevented(changes)),
         };
+    }
+    // The last write was stored otherwise and nothing moved since: no second round.
+    if f.history.unchanged_since_write
+        && f.history.stalled_for_generation.as_deref() == Some(reason::NOT_SUPPORTED)
+        && !adopting
+    {
+        return Plan::Refuse(Refusal::StoredDifferently(changes));
     }
     let immutable = C::immutable(desired, observed, &changes);
     if !immutable.is_empty() {
@@ -902,6 +919,14 @@ fn refusal_state(r: &Refusal, s: &Subject) -> State {
             reason::NOT_SUPPORTED,
             format!(
                 "the spec asks for settings nats-server {server} does not know: {}; it would drop them without a word, so {noun} {id} is left as it is: upgrade the server or take them out of the spec",
+                fields.join(", ")
+            ),
+        ),
+        // Worded as when the write came back different (see `verified`).
+        Refusal::StoredDifferently(fields) => (
+            reason::NOT_SUPPORTED,
+            format!(
+                "JetStream accepted {noun} {id} but stored different values for {}; set them explicitly to what the server allows",
                 fields.join(", ")
             ),
         ),

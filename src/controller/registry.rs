@@ -83,6 +83,14 @@ impl Registry {
         }
     }
 
+    /// What the server was last seen to hold for an object's asset.
+    pub fn seen(&self, key: &ObjKey) -> Option<Snapshot> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|m| m.objects.get(key).and_then(|r| r.seen))
+    }
+
     /// Updates an existing registration in place.
     pub fn update(&self, key: &ObjKey, f: impl FnOnce(&mut Registration)) {
         if let Ok(mut m) = self.inner.lock()

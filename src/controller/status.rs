@@ -36,6 +36,7 @@ pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> Histo
             .filter(|c| this_generation && c.status == "True")
             .map(|c| c.reason.clone()),
         attempted: ready.is_some(),
+        unchanged_since_write: false,
     }
 }
 
