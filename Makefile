@@ -72,7 +72,7 @@ chaos: tools
 	    | tee .run/chaos-$$i.log | grep -E -A3 '^CHAOS|test result|panicked'; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
-	JSO_FUZZ_SERVER_CASES=200 $(CARGO) test --locked --test fuzz -- --nocapture
+	JSO_FUZZ_SEED=$${JSO_FUZZ_SEED:-random} JSO_FUZZ_SERVER_CASES=200 $(CARGO) test --locked --test fuzz -- --nocapture
 
 SOAK_SECS ?= 3600
 soak: tools

@@ -8,7 +8,7 @@
 //! the backed-off retries: no object loops.
 //!
 //! `JSO_FUZZ_SERVER_CASES` specs (default 40 in `make test`; `make chaos` runs 200);
-//! `JSO_FUZZ_SEED` replays a run.
+//! `JSO_FUZZ_SEED` replays a run (default: a fixed seed; `random` draws one).
 
 mod support;
 
@@ -99,10 +99,13 @@ async fn generated_specs_settle_on_a_real_server() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
-    let seed: u64 = std::env::var("JSO_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
+    // A fixed seed in `make test` (CI replays the same specs); `JSO_FUZZ_SEED=random`, as
+    // `make chaos` sets it, draws a new one.
+    let seed: u64 = match std::env::var("JSO_FUZZ_SEED").ok().as_deref() {
+        Some("random") => rand::random(),
+        Some(v) => v.parse().expect("JSO_FUZZ_SEED: a number or `random`"),
+        None => 14_817_828_305_608_328_274,
+    };
     eprintln!("FUZZ seed {seed} (replay with JSO_FUZZ_SEED={seed}), {cases} specs");
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
