@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::DynamicObject;
 use support::*;
@@ -30,8 +29,6 @@ const EXIT_LIMIT: Duration = Duration::from_secs(5);
 const MEASURE_POLL: Duration = Duration::from_millis(50);
 /// Polling interval of the leader-election monitor.
 const MONITOR_POLL: Duration = Duration::from_millis(200);
-/// Name of the leader Lease (the operator's default).
-const LEASE: &str = "jetstream-operator";
 
 const LEADER: &str = "jetstream_operator_leader";
 const KUBE_WRITES: &str = "jetstream_operator_kubernetes_writes_total";
@@ -60,17 +57,6 @@ fn two_admin_addresses() -> [String; 2] {
     [format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}")]
 }
 
-/// Sends `kill -<sig> <pid>` (only to processes this test started).
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-    assert!(status.success(), "kill -{sig} {pid} failed: {status}");
-}
-
 /// Waits until the operator process has exited (after a signal this test sent) and returns
 /// its exit status.
 async fn wait_exit(op: &mut Operator, what: &str, timeout: Duration) -> ExitStatus {
@@ -85,7 +71,7 @@ async fn wait_exit(op: &mut Operator, what: &str, timeout: Duration) -> ExitStat
 async fn sigterm_and_wait(op: &mut Operator, what: &str) -> (ExitStatus, Duration) {
     let pid = op.pid().expect("the operator is not running");
     let t0 = Instant::now();
-    signal(pid, "TERM");
+    send_signal(pid, "TERM");
     let status = wait_exit(op, what, Duration::from_secs(15)).await;
     (status, t0.elapsed())
 }
@@ -142,18 +128,6 @@ async fn start_elected(
         Operator::start(cp, &args(0)).await,
         Operator::start(cp, &args(1)).await,
     ]
-}
-
-/// `holderIdentity` of the leader Lease in `ns`.
-async fn lease_holder(cp: &ControlPlane, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(cp.client(), ns)
-        .get_opt(LEASE)
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
 }
 
 /// Every sample of metric `name`: its labels and value.
@@ -494,7 +468,7 @@ async fn leader_election_single_writer_and_failover() {
     // The leader crashes (SIGKILL): the follower takes over within the Lease duration.
     let pid = ops[leader].pid().expect("leader pid");
     let killed = Instant::now();
-    signal(pid, "KILL");
+    send_signal(pid, "KILL");
     wait_exit(
         &mut ops[leader],
         "the killed leader to exit",
@@ -546,7 +520,7 @@ async fn leader_election_single_writer_and_failover() {
     // replica leads.
     let pid = ops[new_leader].pid().expect("leader pid");
     let stopped = Instant::now();
-    signal(pid, "TERM");
+    send_signal(pid, "TERM");
     let released_at: Cell<Option<Duration>> = Cell::new(None);
     let takeover_at: Cell<Option<Duration>> = Cell::new(None);
     let mut exit: Option<(ExitStatus, Duration)> = None;
@@ -696,7 +670,7 @@ async fn failover_after_repeated_sigkills() {
         .await;
         let pid = ops[leader].pid().expect("leader pid");
         let killed = Instant::now();
-        signal(pid, "KILL");
+        send_signal(pid, "KILL");
         let failover = wait_takeover(cp, ns.name(), &addrs[follower], ids[follower], killed).await;
         eprintln!(
             "FAILOVER round {round}: {} ms (SIGKILL of {})",
@@ -789,7 +763,7 @@ async fn a_frozen_leader_is_fenced() {
     let before = metrics(&addrs[leader]).await;
     let pid = ops[leader].pid().expect("leader pid");
     let stopped = Instant::now();
-    signal(pid, "STOP");
+    send_signal(pid, "STOP");
     let took = wait_takeover(cp, ns.name(), &addrs[follower], ids[follower], stopped).await;
     eprintln!(
         "FENCE: {} took over {} ms after {} froze",
@@ -805,7 +779,7 @@ async fn a_frozen_leader_is_fenced() {
     wait_ready_at(&api, "fz", 2).await;
 
     // Resumed: a drift scan is due and its cache still says 1h. It must not write.
-    signal(pid, "CONT");
+    send_signal(pid, "CONT");
     let after = std::cell::RefCell::new(Vec::new());
     let status = wait_until_every(
         Duration::from_secs(60),
@@ -1310,7 +1284,7 @@ async fn graceful_shutdown() {
     .await;
     let pid = op.pid().expect("operator pid");
     let t0 = Instant::now();
-    signal(pid, "TERM");
+    send_signal(pid, "TERM");
     let exited = poll_until(EXIT_LIMIT, || {
         let r = op.exited();
         async move { r }
@@ -1330,7 +1304,7 @@ async fn graceful_shutdown() {
             );
         }
         None => {
-            signal(pid, "KILL");
+            send_signal(pid, "KILL");
             wait_exit(&mut op, "the hung operator to die", Duration::from_secs(10)).await;
             panic!(
                 "SIGTERM while the controllers were starting: the process had not exited after {EXIT_LIMIT:?} \

@@ -653,6 +653,18 @@ fn send_sigterm(pid: u32) {
 }
 
 /// SIGTERM, wait up to 10 s, SIGKILL (async: does not block the test's runtime).
+/// `holderIdentity` of the operator's leader Lease (its default name) in `ns`.
+pub async fn lease_holder(cp: &ControlPlane, ns: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(cp.client(), ns)
+        .get_opt("jetstream-operator")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
 /// `kill -<sig> <pid>`; panics when kill fails.
 pub fn send_signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
