@@ -389,6 +389,80 @@ async fn consumer_drift_deleted_is_recreated() {
     wait_ready(&env.consumers, "auditor").await;
 }
 
+/// A durable consumer whose `inactiveThreshold` passes before any client comes is deleted
+/// by the server each time it appears. The operator recreates it (it is declared), five
+/// times at once, then with growing waits, and says why; a changed spec starts afresh.
+/// The oracle is the server's own CONSUMER.CREATED advisories.
+#[tokio::test]
+async fn consumer_deleted_by_inactivity_is_recreated_with_backoff() {
+    let env = Env::start("c-idle").await;
+    env.apply(&stream_yaml("idle", "subjects: [\"idle.>\"]"));
+    wait_ready(&env.streams, "idle").await;
+    env.apply(&consumer_yaml("napper", "idle", "inactiveThreshold: 250ms"));
+
+    let t0 = Instant::now();
+    let o = wait_until(WAIT, "napper: Ready=False RecreateBackOff", || async {
+        let o = env.consumer("napper").await?;
+        condition(&o, "Ready")
+            .is_some_and(|(s, r, _)| s == "False" && r == "RecreateBackOff")
+            .then_some(o)
+    })
+    .await;
+    let (_, _, message) = condition(&o, "Ready").expect("a Ready condition");
+    eprintln!("IDLE-BACKOFF after {} ms: {message}", ms(t0.elapsed()));
+    assert!(
+        message.contains("inactiveThreshold is 250ms"),
+        "the message does not name the server's rule: {message}"
+    );
+    assert!(condition(&o, "Reconciling").is_some_and(|c| c.0 == "True"));
+
+    // Creates seen by the server in a 20 s window after the waits began: the waits are
+    // 1, 2, 4, 8, 16 s, so at most 5 (a tight loop made about 65).
+    let client = env.nats.client().await;
+    let mut creates = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.idle.napper")
+        .await
+        .expect("subscribe to the create advisories");
+    let window = Duration::from_secs(20);
+    let end = tokio::time::Instant::now() + window;
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout_at(end, creates.next()).await {
+        seen += 1;
+    }
+    eprintln!("IDLE-BACKOFF {seen} creates in {window:?} after the waits began");
+    assert!(
+        seen >= 2,
+        "the consumer is not recreated any more ({seen} creates)"
+    );
+    assert!(seen <= 5, "{seen} creates in {window:?}: not backing off");
+
+    let announced = events_about(env.cp, env.ns(), "Consumer", "napper").await;
+    let backoff: i32 = announced
+        .iter()
+        .filter(|e| e.reason == "RecreateBackOff" && e.type_ == "Warning")
+        .map(|e| e.count)
+        .sum();
+    assert_eq!(backoff, 1, "the waits are announced once: {announced:?}");
+
+    // A spec without the threshold is created at once and stays.
+    env.apply(&consumer_yaml("napper", "idle", ""));
+    let t0 = Instant::now();
+    wait_ready(&env.consumers, "napper").await;
+    eprintln!(
+        "IDLE-BACKOFF Ready {} ms after the spec changed",
+        ms(t0.elapsed())
+    );
+    assert!(
+        t0.elapsed() < EVENT_DEADLINE,
+        "the changed spec waited out the backoff"
+    );
+    let js = env.js().await;
+    let info = consumer_info(&js, "idle", "napper")
+        .await
+        .expect("consumer napper");
+    assert_eq!(info.config.inactive_threshold, Duration::ZERO);
+}
+
 #[tokio::test]
 async fn consumer_drift_edited_is_reverted() {
     let env = Env::start_with_resync("c-drift-edit", NO_RESYNC).await;

@@ -99,6 +99,9 @@ pub mod reason {
     /// The asset differed from the spec (changed or deleted behind the operator's back)
     /// and was put back.
     pub const DRIFT_REPAIRED: &str = "DriftRepaired";
+    /// The asset was deleted again soon after each of the operator's last creates; it is
+    /// recreated with a wait in between, like a crash-looping container is restarted.
+    pub const RECREATE_BACKOFF: &str = "RecreateBackOff";
     /// The spec cannot be turned into a valid configuration.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// JetStream refused the change and retrying will not help.

@@ -21,7 +21,7 @@ use super::context::Context;
 use super::kinds::{ConfigOf, IdOf, Managed};
 use super::plan::{
     self, ApplyFacts, Connection, Deletion, DeletionFacts, Executed, Failure, History, Keep,
-    Observed, Plan, State, Subject,
+    Observed, Plan, RecentCreate, State, Subject,
 };
 use super::registry::{ObjKey, Registration};
 
@@ -57,6 +57,10 @@ pub struct Attempt {
     /// The connection's advisories arrive: an object waiting for its stream is woken
     /// when the stream is created, so looking again on a timer is only a safety net.
     pub events_live: bool,
+    /// When to look again, where the plan says (instead of the failure backoff).
+    pub retry_after: Option<Duration>,
+    /// The asset was created now, making this streak of creates.
+    pub created: Option<u32>,
 }
 
 impl Attempt {
@@ -71,6 +75,8 @@ impl Attempt {
             error: None,
             subjects: None,
             events_live: false,
+            retry_after: None,
+            created: None,
         }
     }
 }
@@ -154,7 +160,7 @@ pub async fn apply<K: Managed>(
         }
     };
     let js = js_api(ctx, conn.clone(), &resolved.prefix);
-    let seen_before = ctx.registry.seen(key);
+    let (seen_before, created_before) = ctx.registry.memory(key);
     ctx.registry.upsert(
         key.clone(),
         Registration {
@@ -165,6 +171,7 @@ pub async fn apply<K: Managed>(
             seen: None,
             facts: Facts::default(),
             ready: false,
+            created: created_before,
             trigger,
         },
     );
@@ -256,6 +263,12 @@ pub async fn apply<K: Managed>(
         let history = History {
             unchanged_since_write: seen_before.is_some()
                 && observed.map(K::Asset::snapshot) == seen_before,
+            recent_create: created_before
+                .filter(|c| c.generation == obj.meta().generation)
+                .map(|c| RecentCreate {
+                    ago_ms: u64::try_from(c.at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    streak: c.streak,
+                }),
             ..history.clone()
         };
         let plan = plan::apply(&ApplyFacts {
@@ -333,6 +346,11 @@ pub async fn apply<K: Managed>(
             .filter(|s| !s.is_empty())
             .map(display_subjects),
         events_live: conn.advisories_live(),
+        retry_after: conclusion.retry_after,
+        created: match (&plan, &written) {
+            (Plan::Create { streak, .. }, Some(Ok(_))) => Some(*streak),
+            _ => None,
+        },
     };
     if attempt.state.is_ready() {
         drive_pause(obj, ctx, &js, &id, &subject, policies, &mut attempt).await;

@@ -21,7 +21,7 @@ use super::assets::{self, Attempt, Cleanup};
 use super::context::{Context, Error};
 use super::kinds::Managed;
 use super::plan::{self, History, ObjectFacts, Phase, State};
-use super::registry::ObjKey;
+use super::registry::{Created, ObjKey};
 use super::status;
 
 /// Per-kind context handed to the kube controller.
@@ -202,7 +202,15 @@ async fn finish<K: Managed>(
     let mut became_ready_stream = None;
     let (seen, expected, facts) = (attempt.seen, attempt.expected, attempt.facts);
     let events_live = attempt.events_live;
+    let (retry_after, created) = (attempt.retry_after, attempt.created);
     ctx.registry.update(key, |r| {
+        if let Some(streak) = created {
+            r.created = Some(Created {
+                at: std::time::Instant::now(),
+                streak,
+                generation,
+            });
+        }
         r.seen = seen;
         r.facts = facts;
         r.ready = ready;
@@ -248,6 +256,11 @@ async fn finish<K: Managed>(
             };
             (Action::requeue(wait), Outcome::Waiting)
         }
+        // A wait the plan chose (recreating with backoff) is not a failure.
+        State::Retrying { .. } if retry_after.is_some() => (
+            Action::requeue(retry_after.unwrap_or_default()),
+            Outcome::Retry,
+        ),
         State::Progressing { .. } | State::Retrying { .. } => (
             Action::requeue(ctx.backoff(&key.to_string())),
             Outcome::Retry,

@@ -131,7 +131,15 @@ fn check<K: Managed>((spec, other, stream, dropped): Case) -> Result<(), TestCas
     prop_assert_eq!(fingerprint(&desired), fingerprint(&stored));
     prop_assert!(!drifted(&desired, &stored));
     prop_assert_eq!(plan_on(Some(&stored)), Plan::Noop);
-    prop_assert_eq!(plan_on(None), Plan::Create { recreate: false }, "{}", spec);
+    prop_assert_eq!(
+        plan_on(None),
+        Plan::Create {
+            recreate: false,
+            streak: 0
+        },
+        "{}",
+        spec
+    );
 
     // Another spec's configuration on the server, stamped by this object.
     let other_obj: K = object(&other)?;

@@ -8,6 +8,8 @@
 //! plan they get back, and report its outcome to the next function. The decision tables in
 //! `src/controller/testdata/plans/` drive these functions through every branch.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use crate::api::common::DeletionPolicy;
@@ -135,6 +137,66 @@ pub struct History {
     /// The server holds exactly what it held after this object's last reconcile (not a
     /// status fact: the operator's memory of the asset).
     pub unchanged_since_write: bool,
+    /// This process's last create of the asset (not a status fact: memory).
+    pub recent_create: Option<RecentCreate>,
+    /// The status says the asset is being recreated with waits ([`Plan::RecreateLater`]).
+    pub recreating_with_backoff: bool,
+}
+
+/// The operator's last create of an asset: how long ago, and how many creates in a row
+/// before it followed one another quickly (the asset deleted again each time soon after).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecentCreate {
+    /// Milliseconds since the create.
+    pub ago_ms: u64,
+    /// The creates in a row this one ended (0: the first, or one after a quiet spell).
+    pub streak: u32,
+}
+
+/// Recreates in a row that happen at once; from the next one on, each waits (like a
+/// crash-looping container): 1 s after the previous create, doubling, at most
+/// [`RECREATE_MAX_WAIT`]. An asset the server (or anyone) deletes every time it appears —
+/// a consumer whose `inactiveThreshold` passes before any client comes — is recreated
+/// slowly instead of in a tight loop.
+pub const RECREATES_AT_ONCE: u32 = 5;
+/// The longest wait between two recreates.
+pub const RECREATE_MAX_WAIT: Duration = Duration::from_secs(300);
+/// How long a recreated asset must last for a streak to end (and the object to be Ready).
+pub const RECREATE_SETTLE: Duration = Duration::from_secs(60);
+
+/// The wait before the create numbered `streak` in a row, counted from the previous one.
+pub fn recreate_wait(streak: u32) -> Duration {
+    if streak <= RECREATES_AT_ONCE {
+        return Duration::ZERO;
+    }
+    let doublings = (streak - RECREATES_AT_ONCE - 1).min(16);
+    Duration::from_secs(1u64 << doublings).min(RECREATE_MAX_WAIT)
+}
+
+/// The streak a create now would continue: the next number after the last create's, when
+/// that one came less than its wait plus [`RECREATE_SETTLE`] ago; else 0.
+pub fn create_streak(last: Option<&RecentCreate>) -> u32 {
+    match last {
+        Some(r) => {
+            let next = r.streak.saturating_add(1);
+            let ago = Duration::from_millis(r.ago_ms);
+            if ago < recreate_wait(next) + RECREATE_SETTLE {
+                next
+            } else {
+                0
+            }
+        }
+        None => 0,
+    }
+}
+
+/// True while an asset recreated after a wait has not yet lasted [`RECREATE_SETTLE`].
+fn settling(last: Option<&RecentCreate>) -> Option<Duration> {
+    let r = last.filter(|r| r.streak > RECREATES_AT_ONCE)?;
+    RECREATE_SETTLE
+        .checked_sub(Duration::from_millis(r.ago_ms))
+        .filter(|d| !d.is_zero())
 }
 
 /// How an operation failed, as far as decisions care.
@@ -446,7 +508,11 @@ pub enum Hold {
 
 /// What to do with an object's asset.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum Plan {
     /// The consumer's stream does not exist: wait for it (it wakes the consumer when it
     /// appears). `deleted` when the stream existed before.
@@ -459,6 +525,26 @@ pub enum Plan {
     Create {
         /// It existed before and was deleted by someone else.
         recreate: bool,
+        /// The creates in a row this one makes (see [`create_streak`]).
+        #[serde(default)]
+        streak: u32,
+    },
+    /// The asset is missing again soon after the operator's last creates: create it
+    /// after this wait (see [`recreate_wait`]).
+    RecreateLater {
+        /// Milliseconds left to wait.
+        wait_ms: u64,
+        /// The creates in a row the next one makes.
+        streak: u32,
+        /// The status does not say so yet: announce it.
+        #[serde(default)]
+        announce: bool,
+    },
+    /// The asset matches, recreated after a wait, and has not lasted
+    /// [`RECREATE_SETTLE`] yet.
+    Settling {
+        /// Milliseconds until it has.
+        left_ms: u64,
     },
     /// Take over an unowned asset: stamp it and apply these changes.
     Adopt {
@@ -492,6 +578,10 @@ named_enum! {
         WaitForStream => "WaitForStream",
         /// [`Plan::Create`].
         Create => "Create",
+        /// [`Plan::RecreateLater`].
+        RecreateLater => "RecreateLater",
+        /// [`Plan::Settling`].
+        Settling => "Settling",
         /// [`Plan::Adopt`].
         Adopt => "Adopt",
         /// [`Plan::Update`].
@@ -527,6 +617,8 @@ impl Plan {
         match self {
             Plan::WaitForStream { .. } => PlanKind::WaitForStream,
             Plan::Create { .. } => PlanKind::Create,
+            Plan::RecreateLater { .. } => PlanKind::RecreateLater,
+            Plan::Settling { .. } => PlanKind::Settling,
             Plan::Adopt { .. } => PlanKind::Adopt,
             Plan::Update { .. } => PlanKind::Update,
             Plan::Noop => PlanKind::Noop,
@@ -593,8 +685,21 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
         if p.read_only {
             return Plan::Refuse(Refusal::ReadOnlyMissing);
         }
+        let last = f.history.recent_create.as_ref();
+        let streak = create_streak(last);
+        let since = last.map_or(Duration::MAX, |r| Duration::from_millis(r.ago_ms));
+        if let Some(left) = recreate_wait(streak).checked_sub(since)
+            && !left.is_zero()
+        {
+            return Plan::RecreateLater {
+                wait_ms: millis(left),
+                streak,
+                announce: !f.history.recreating_with_backoff,
+            };
+        }
         return Plan::Create {
-            recreate: f.history.ready_for_generation,
+            recreate: f.history.ready_for_generation || streak > 0,
+            streak,
         };
     };
     let ownership = f.owner.classify(observed.metadata());
@@ -610,7 +715,12 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
     let restamp = ownership == Ownership::OursOutdated;
     let changes = C::changes(desired, observed);
     if changes.is_empty() && !adopting && !restamp {
-        return Plan::Noop;
+        return match settling(f.history.recent_create.as_ref()) {
+            Some(left) => Plan::Settling {
+                left_ms: millis(left),
+            },
+            None => Plan::Noop,
+        };
     }
     let hold = if p.read_only {
         Some(Hold::ReadOnly)
@@ -649,6 +759,10 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
             restamp,
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether an apply reads the asset before planning. A stream the object never had (no
@@ -693,6 +807,8 @@ pub struct Conclusion {
     pub event: Option<Event>,
     /// The asset was adopted now.
     pub adopted: bool,
+    /// When to look again, where the plan says (instead of the failure backoff).
+    pub retry_after: Option<Duration>,
 }
 
 impl Conclusion {
@@ -701,7 +817,29 @@ impl Conclusion {
             state,
             event: None,
             adopted: false,
+            retry_after: None,
         }
+    }
+}
+
+/// The state of an asset being recreated with waits in between (missing, or recreated
+/// and not lasted long enough yet). One message for all of it, so the status is written
+/// once per streak, not once per recreate.
+fn recreate_backoff<C: AssetConfig>(desired: Option<&C>, s: &Subject) -> State {
+    let why = desired
+        .and_then(C::removed_by_server)
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
+    State::Retrying {
+        reason: reason::RECREATE_BACKOFF,
+        message: format!(
+            "{} {} was deleted again soon after each of the operator's last {} creates{why}; it is recreated with a wait in between (1 s, doubling, at most {} s) and becomes Ready once it has lasted {} s",
+            s.noun,
+            s.id,
+            RECREATES_AT_ONCE + 1,
+            RECREATE_MAX_WAIT.as_secs(),
+            RECREATE_SETTLE.as_secs()
+        ),
     }
 }
 
@@ -790,7 +928,42 @@ pub fn conclude<C: AssetConfig>(
                 message,
             })
         }
-        Plan::Create { recreate } => Conclusion {
+        // A create after a wait: quiet (the streak's first wait announced it), and not
+        // Ready until the asset has lasted.
+        Plan::Create { streak, .. } if *streak > RECREATES_AT_ONCE => {
+            let state = match state_after_write(reason::CREATED) {
+                State::Ready { .. } => recreate_backoff(desired, s),
+                other => other,
+            };
+            Conclusion {
+                state,
+                event: None,
+                adopted: false,
+                retry_after: Some(RECREATE_SETTLE),
+            }
+        }
+        Plan::RecreateLater {
+            wait_ms, announce, ..
+        } => Conclusion {
+            state: recreate_backoff(desired, s),
+            event: announce.then(|| {
+                Event::warning(
+                    reason::RECREATE_BACKOFF,
+                    format!(
+                        "{noun} {id} was deleted again soon after each of the operator's last {} creates; from now on it is recreated with a wait in between (1 s, doubling, at most {} s)",
+                        RECREATES_AT_ONCE + 1,
+                        RECREATE_MAX_WAIT.as_secs()
+                    ),
+                )
+            }),
+            adopted: false,
+            retry_after: Some(Duration::from_millis(*wait_ms)),
+        },
+        Plan::Settling { left_ms } => Conclusion {
+            retry_after: Some(Duration::from_millis(*left_ms)),
+            ..Conclusion::quiet(recreate_backoff(desired, s))
+        },
+        Plan::Create { recreate, .. } => Conclusion {
             state: state_after_write(reason::CREATED),
             event: Some(if *recreate {
                 Event::warning(
@@ -804,6 +977,7 @@ pub fn conclude<C: AssetConfig>(
                 Event::normal(reason::CREATED, format!("created {noun} {id}"))
             }),
             adopted: false,
+            retry_after: None,
         },
         Plan::Adopt { changes } => Conclusion {
             state: state_after_write(reason::UPDATED),
@@ -820,6 +994,7 @@ pub fn conclude<C: AssetConfig>(
                 ),
             )),
             adopted: true,
+            retry_after: None,
         },
         Plan::Update {
             changes, restamp, ..
@@ -833,6 +1008,7 @@ pub fn conclude<C: AssetConfig>(
                 ),
             )),
             adopted: false,
+            retry_after: None,
         },
         Plan::Update { changes, drift, .. } => Conclusion {
             state: state_after_write(reason::UPDATED),
@@ -851,6 +1027,7 @@ pub fn conclude<C: AssetConfig>(
                 )
             }),
             adopted: false,
+            retry_after: None,
         },
         Plan::Noop => Conclusion::quiet(matches(reason::NOOP, s)),
         Plan::NoopUnstamped(hold) => Conclusion::quiet(State::ready(

@@ -42,8 +42,22 @@ pub struct Registration {
     pub facts: Facts,
     /// Ready condition is True.
     pub ready: bool,
+    /// This process's last create of the asset, kept across reconciles.
+    pub created: Option<Created>,
     /// Asks the controller to reconcile this object now.
     pub trigger: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// When the operator last created an object's asset, and the streak that create made
+/// (see [`plan::create_streak`](super::plan::create_streak)).
+#[derive(Clone, Copy, Debug)]
+pub struct Created {
+    /// When.
+    pub at: std::time::Instant,
+    /// The creates in a row it made.
+    pub streak: u32,
+    /// The object's generation then: a changed spec starts a new count.
+    pub generation: Option<i64>,
 }
 
 /// The set of managed objects, with per-kind counts kept as it changes (the ready-objects
@@ -83,12 +97,14 @@ impl Registry {
         }
     }
 
-    /// What the server was last seen to hold for an object's asset.
-    pub fn seen(&self, key: &ObjKey) -> Option<Snapshot> {
+    /// What the operator remembers of an object's asset from earlier reconciles: what the
+    /// server was last seen to hold, and its last create.
+    pub fn memory(&self, key: &ObjKey) -> (Option<Snapshot>, Option<Created>) {
         self.inner
             .lock()
             .ok()
-            .and_then(|m| m.objects.get(key).and_then(|r| r.seen))
+            .and_then(|m| m.objects.get(key).map(|r| (r.seen, r.created)))
+            .unwrap_or_default()
     }
 
     /// Updates an existing registration in place.

@@ -36,7 +36,9 @@ pub fn history(previous: Option<&AssetStatus>, generation: Option<i64>) -> Histo
             .filter(|c| this_generation && c.status == "True")
             .map(|c| c.reason.clone()),
         attempted: ready.is_some(),
+        recreating_with_backoff: ready.is_some_and(|c| c.reason == reason::RECREATE_BACKOFF),
         unchanged_since_write: false,
+        recent_create: None,
     }
 }
 

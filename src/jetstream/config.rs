@@ -83,6 +83,11 @@ pub trait AssetConfig:
     fn subjects(&self) -> Option<&[String]> {
         None
     }
+    /// Why the server may delete the asset by itself, when its configuration says so (a
+    /// consumer's `inactive_threshold`), for messages.
+    fn removed_by_server(&self) -> Option<String> {
+        None
+    }
     /// Of `changes`, the ones JetStream refuses to make in place (immutable fields, flags
     /// that can only be turned on, ...), each with why.
     fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String>;

@@ -268,6 +268,15 @@ impl AssetConfig for ConsumerConfig {
         changed_fields(&normalize(desired.clone()), &normalize(actual.clone()))
     }
 
+    fn removed_by_server(&self) -> Option<String> {
+        (self.inactive_threshold > 0).then(|| {
+            format!(
+                "its inactiveThreshold is {}: the server deletes the consumer whenever no client has used it for that long",
+                go_duration(self.inactive_threshold)
+            )
+        })
+    }
+
     fn immutable(desired: &Self, actual: &Self, changes: &[String]) -> Vec<String> {
         let fixed = |field: &str, a: &dyn std::fmt::Debug, d: &dyn std::fmt::Debug| {
             Some(describe(
@@ -304,9 +313,39 @@ impl AssetConfig for ConsumerConfig {
     }
 }
 
+/// Nanoseconds as the shortest Go-style duration that is exact in one unit (`1h`,
+/// `250ms`, `1500us`).
+fn go_duration(nanos: i64) -> String {
+    const UNITS: [(i64, &str); 6] = [
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    UNITS.iter().find(|(n, _)| nanos % n == 0).map_or_else(
+        || format!("{nanos}ns"),
+        |(n, u)| format!("{}{u}", nanos / n),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        for (nanos, text) in [
+            (250_000_000, "250ms"),
+            (3_600_000_000_000, "1h"),
+            (90_000_000_000, "90s"),
+            (1_500_000, "1500us"),
+            (7, "7ns"),
+        ] {
+            assert_eq!(go_duration(nanos), text);
+        }
+    }
     use crate::jetstream::wire::ConsumerLimits;
 
     fn spec(yaml: &str) -> ConsumerSpec {
