@@ -1270,6 +1270,85 @@ async fn helm_install_upgrade_and_uninstall() {
     }
 }
 
+/// Upgrades that depend on what is installed (Helm's `lookup`): the upgrade that switches
+/// leader election on stops the unelected pod before elected ones start (Recreate), the
+/// next one rolls; switching the embedded broker between one node and a cluster is refused
+/// and changes nothing.
+#[tokio::test]
+async fn upgrades_read_the_installed_release() {
+    let cp = control_plane().await;
+    let _logs = LogsOnPanic::new().control_plane(cp);
+    let ns = TestNs::new("chart-upgrades").await;
+    let n = ns.name();
+    let helm = Helm::for_cluster(cp);
+    let chart_path = chart().to_string_lossy().into_owned();
+    let get = |kind: &str, name: &str, path: &str| {
+        kubectl_ok(
+            cp,
+            &[
+                "get",
+                kind,
+                name,
+                "-n",
+                n,
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+    let strategy = || {
+        get(
+            "deployment",
+            "up-jetstream-operator",
+            "{.spec.strategy.type}",
+        )
+    };
+    let base = vec!["--set", "crds.install=false"];
+
+    helm.ok(&with_values(
+        [vec!["install", "up", &chart_path, "-n", n], base.clone()].concat(),
+        &[],
+    ));
+    assert_eq!(
+        strategy(),
+        "Recreate",
+        "one replica without leader election"
+    );
+    for (values, want) in [
+        (vec!["replicas=2"], "Recreate"),
+        (vec!["replicas=2", "logLevel=debug"], "RollingUpdate"),
+        (vec!["replicas=1"], "Recreate"),
+    ] {
+        helm.ok(&with_values(
+            [vec!["upgrade", "up", &chart_path, "-n", n], base.clone()].concat(),
+            &values,
+        ));
+        assert_eq!(strategy(), want, "after the upgrade to {values:?}");
+    }
+
+    let err = helm.fails(&with_values(
+        [vec!["upgrade", "up", &chart_path, "-n", n], base.clone()].concat(),
+        &["nats.cluster.enabled=true"],
+    ));
+    assert!(
+        err.contains("nats.cluster.enabled cannot change from false to true"),
+        "{err}"
+    );
+    assert_eq!(
+        get(
+            "statefulset",
+            "up-jetstream-operator-nats",
+            "{.spec.replicas}"
+        ),
+        "1"
+    );
+    assert!(
+        helm.ok(&["history", "up", "-n", n]).lines().count() == 5,
+        "the refused upgrade made a revision"
+    );
+    helm.ok(&["uninstall", "up", "-n", n]);
+}
+
 // ---------------------------------------------------------------------------------------
 // RBAC: the chart's ServiceAccount token runs the operator
 
