@@ -6,11 +6,12 @@ export CARGO_TARGET_DIR ?= $(JSO_CACHE)/target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug/jetstream-operator
 
-.PHONY: help tools build crds check-crds fmt-check clippy unit integration test conformance demo bench soak chaos clean-run
+.PHONY: help tools build crds check-crds fmt-check clippy unit integration test e2e conformance demo bench soak chaos clean-run
 
 help:
 	@echo "make demo   local control plane + NATS + operator + examples (Ctrl-C stops it)"
 	@echo "make test   fmt, clippy, unit tests, CRD sync check, integration tests on real components"
+	@echo "make e2e    the Helm chart on a local single-node cluster with real pods (root; see tests/e2e.rs)"
 	@echo "make bench  N Streams + N Consumers: convergence, cold start, rest, drift repair, memory (BENCH_N=1000)"
 	@echo "make chaos  a 1,070-object rollout under faults, three seeds in a row, and 200 generated specs on a real server"
 	@echo "make soak   2,000 objects an hour at rest: 0 writes, flat RSS, requests within budget (SOAK_SECS=3600)"
@@ -37,8 +38,9 @@ check-crds: build
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# --features e2e: tests/e2e.rs is linted too (without the feature it compiles to nothing).
 clippy:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features e2e -- -D warnings
 
 unit:
 	$(CARGO) test --locked --lib --bins
@@ -47,6 +49,13 @@ integration: tools
 	$(CARGO) test --locked --test '*' -- --test-threads=2
 
 test: tools fmt-check clippy unit check-crds integration
+
+# The chart end to end on a single-node cluster with real pods (scripts/e2e): helm install
+# with README.md's command, the examples, pods deleted, two replicas and a failover,
+# uninstall, a 3-node NATS cluster. As root; the node's tools and images are cached.
+e2e:
+	@scripts/install-tools --node
+	@scripts/e2e
 
 # The whole conformance corpus on every supported nats-server version (make test runs it
 # whole on the newest and a subset on the others).

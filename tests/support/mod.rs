@@ -301,6 +301,23 @@ fn install_crds(kubeconfig: &Path) -> Result<(), String> {
 }
 
 impl ControlPlane {
+    /// The control plane of a cluster that something else started and stops (the node of
+    /// `scripts/local-env node-start`, for tests/e2e.rs): `dir` is its run directory,
+    /// `kubeconfig` its admin kubeconfig. Nothing is started here, and no CRD installed.
+    pub async fn attach(dir: PathBuf, kubeconfig: PathBuf) -> ControlPlane {
+        let kc = Kubeconfig::read_from(&kubeconfig)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", kubeconfig.display()));
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot load {}: {e}", kubeconfig.display()));
+        ControlPlane {
+            dir,
+            kubeconfig,
+            started_in: Duration::ZERO,
+            config,
+        }
+    }
+
     /// A fresh client for the calling test's runtime (never cache one across tests: each
     /// `#[tokio::test]` has its own runtime, which dies with the test).
     pub fn client(&self) -> Client {
