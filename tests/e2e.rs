@@ -18,8 +18,9 @@
 //!    the operator reconnects by itself (the memory stream, lost with the server, is
 //!    recreated; a new Stream becomes Ready; a stream deleted behind its back is repaired);
 //! 5. `helm upgrade --set replicas=2`: the single operator stops before an elected one
-//!    starts, one leader, the other a Ready follower; the leader pod deleted: the follower
-//!    takes over and reconciles a new Stream;
+//!    starts, one leader, the other a Ready follower; the leader pod deleted: another
+//!    replica (the follower, or the replacement pod if it is quicker) takes over and
+//!    reconciles a new Stream;
 //! 6. `helm uninstall`: the CRDs, the objects (with their finalizers) and the broker's
 //!    volume stay, everything else of the release goes, as the chart's README says; the same
 //!    install again finds the streams and messages on that volume;
@@ -1238,7 +1239,7 @@ async fn nats_pod_deleted(ctx: &mut Ctx, js: &async_nats::jetstream::Context) {
 
 /// `helm upgrade --set replicas=2`: the single-replica operator (no leader election) is gone
 /// before an elected replica starts; one leader, one Ready follower; the leader's pod
-/// deleted: the follower leads and reconciles a new Stream.
+/// deleted: another replica leads and reconciles a new Stream.
 async fn two_replicas_and_failover(ctx: &mut Ctx, js: &async_nats::jetstream::Context) {
     ctx.report
         .step("helm upgrade --set replicas=2, leader failover");
