@@ -1661,7 +1661,11 @@ async fn nats_cluster(ctx: &mut Ctx) {
         t0.elapsed(),
     );
     wait_streams(&js, &ctx.stream_names()).await;
-    consumer_created(&js).await;
+    // The operator creates the consumer once its stream is there: wait for it too.
+    wait_until(OBJECTS_WAIT, "consumer notifier in JetStream", || async {
+        consumer_info(&js, "notifications", "notifier").await
+    })
+    .await;
     ctx.objects.wait_ready(cp).await;
     ctx.report.time(
         "cluster: the kept objects Ready in the new cluster",

@@ -932,6 +932,12 @@ async fn metrics_move() {
         3.0,
         "one create per stream"
     );
+    // Counted from the first connection on, not from the first drift scan.
+    assert_eq!(
+        v1("jetstream_operator_nats_connections", &[]),
+        1.0,
+        "one open NATS connection"
+    );
     assert!(v1(KUBE_WRITES, &[]) > 0.0);
     assert!(
         v1(

@@ -260,7 +260,7 @@ async fn check_connection(ctx: &Context, account: &Account, l: &AccountLayer) ->
         Ok(r) => r,
         Err(e) => return e.state(),
     };
-    let conn = match ctx.pool.get(&resolved.settings).await {
+    let conn = match ctx.connection(&resolved.settings).await {
         Ok(c) => c,
         Err(e) => return State::failed(&Failure::from(&e), "account"),
     };

@@ -152,7 +152,7 @@ pub async fn apply<K: Managed>(
         error: Some(e.category()),
         ..Attempt::new(State::failed(&Failure::from(e), K::NOUN))
     };
-    let conn = match ctx.pool.get(&resolved.settings).await {
+    let conn = match ctx.connection(&resolved.settings).await {
         Ok(c) => c,
         Err(e) => {
             ctx.registry.remove(key);
@@ -435,7 +435,7 @@ pub async fn delete<K: Managed>(obj: &K, ctx: &Context, key: &ObjKey, paused: bo
     let mut js: Option<JsApi> = None;
     let mut observed: Option<ConfigOf<K>> = None;
     let connect = |r: crate::controller::connect::Resolved| async move {
-        match ctx.pool.get(&r.settings).await {
+        match ctx.connection(&r.settings).await {
             Ok(c) => (Some(js_api(ctx, c, &r.prefix)), Connection::Ready),
             Err(e) => (None, Connection::Failed(Failure::from(&e))),
         }

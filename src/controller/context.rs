@@ -246,6 +246,17 @@ impl Context {
         }
     }
 
+    /// The pooled connection for `settings` (opened now if there is none), keeping the
+    /// open-connections gauge current from the first connection on.
+    pub async fn connection(
+        &self,
+        settings: &crate::jetstream::connection::Settings,
+    ) -> Result<Arc<crate::jetstream::connection::Conn>, crate::jetstream::error::JsError> {
+        let conn = self.pool.get(settings).await;
+        self.metrics.connections.set(self.pool.len() as i64);
+        conn
+    }
+
     /// The resync interval with ±10 % jitter.
     pub fn jittered_resync(&self) -> Duration {
         let jitter = rand::rng().random_range(0.9..1.1);

@@ -135,7 +135,8 @@ fn check<K: Managed>((spec, other, stream, dropped): Case) -> Result<(), TestCas
         plan_on(None),
         Plan::Create {
             recreate: false,
-            streak: 0
+            streak: 0,
+            announce: false
         },
         "{}",
         spec

@@ -528,6 +528,10 @@ pub enum Plan {
         /// The creates in a row this one makes (see [`create_streak`]).
         #[serde(default)]
         streak: u32,
+        /// It is the first create of a streak that waits, and the status does not say so
+        /// yet (no [`Plan::RecreateLater`] came before it): announce the waits.
+        #[serde(default)]
+        announce: bool,
     },
     /// The asset is missing again soon after the operator's last creates: create it
     /// after this wait (see [`recreate_wait`]).
@@ -700,6 +704,7 @@ pub fn apply<C: AssetConfig>(f: &ApplyFacts<'_, C>) -> Plan {
         return Plan::Create {
             recreate: f.history.ready_for_generation || streak > 0,
             streak,
+            announce: streak > RECREATES_AT_ONCE && !f.history.recreating_with_backoff,
         };
     };
     let ownership = f.owner.classify(observed.metadata());
@@ -822,6 +827,20 @@ impl Conclusion {
     }
 }
 
+/// The Warning that recreates have started to wait.
+fn backoff_event(s: &Subject) -> Event {
+    Event::warning(
+        reason::RECREATE_BACKOFF,
+        format!(
+            "{} {} was deleted again soon after each of the operator's last {} creates; from now on it is recreated with a wait in between (1 s, doubling, at most {} s)",
+            s.noun,
+            s.id,
+            RECREATES_AT_ONCE + 1,
+            RECREATE_MAX_WAIT.as_secs()
+        ),
+    )
+}
+
 /// The state of an asset being recreated with waits in between (missing, or recreated
 /// and not lasted long enough yet). One message for all of it, so the status is written
 /// once per streak, not once per recreate.
@@ -928,16 +947,18 @@ pub fn conclude<C: AssetConfig>(
                 message,
             })
         }
-        // A create after a wait: quiet (the streak's first wait announced it), and not
-        // Ready until the asset has lasted.
-        Plan::Create { streak, .. } if *streak > RECREATES_AT_ONCE => {
+        // A create after a wait: not Ready until the asset has lasted, and quiet unless it
+        // is the first sign of the waits (its wait had passed before the deletion was seen).
+        Plan::Create {
+            streak, announce, ..
+        } if *streak > RECREATES_AT_ONCE => {
             let state = match state_after_write(reason::CREATED) {
                 State::Ready { .. } => recreate_backoff(desired, s),
                 other => other,
             };
             Conclusion {
                 state,
-                event: None,
+                event: announce.then(|| backoff_event(s)),
                 adopted: false,
                 retry_after: Some(RECREATE_SETTLE),
             }
@@ -946,16 +967,7 @@ pub fn conclude<C: AssetConfig>(
             wait_ms, announce, ..
         } => Conclusion {
             state: recreate_backoff(desired, s),
-            event: announce.then(|| {
-                Event::warning(
-                    reason::RECREATE_BACKOFF,
-                    format!(
-                        "{noun} {id} was deleted again soon after each of the operator's last {} creates; from now on it is recreated with a wait in between (1 s, doubling, at most {} s)",
-                        RECREATES_AT_ONCE + 1,
-                        RECREATE_MAX_WAIT.as_secs()
-                    ),
-                )
-            }),
+            event: announce.then(|| backoff_event(s)),
             adopted: false,
             retry_after: Some(Duration::from_millis(*wait_ms)),
         },
